@@ -1,0 +1,3 @@
+from moon.cli.app import main
+
+main()
