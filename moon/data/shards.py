@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -328,11 +329,14 @@ def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def _worker_slice() -> tuple[int, int]:
-    """(worker id, number of workers) of the current torch DataLoader worker, else (0, 1)."""
-    try:
-        from torch.utils.data import get_worker_info
-    except ImportError:
+    """(worker id, number of workers) of the current torch DataLoader worker, else (0, 1).
+
+    Without torch already imported there can be no DataLoader worker, so data-only commands
+    never pay for importing torch.
+    """
+    if "torch" not in sys.modules:
         return 0, 1
+    from torch.utils.data import get_worker_info
     info = get_worker_info()
     return (info.id, info.num_workers) if info is not None else (0, 1)
 

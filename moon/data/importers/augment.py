@@ -1,0 +1,55 @@
+"""The seeded augmentation that turns a catalogue photo into an image query.
+
+Real image queries are other photos of the product; a catalogue with one photo per
+product (the fashion catalogue) has none, so the query is a random resized crop
+(area 0.5-1 of the image, aspect 3/4-4/3) plus a horizontal flip with probability 1/2,
+resized back to the original size. The generator is seeded from (seed, product id)
+alone, so a product's query is the same whatever order or subset is processed. This is
+the one definition used for training queries at import and by the fashion benchmark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from PIL import Image
+
+SCALE = (0.5, 1.0)
+RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def product_rng(seed: int, product_id: str) -> np.random.Generator:
+    """A random stream that depends only on (seed, product id)."""
+    digest = hashlib.sha256(f"{seed}:{product_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A crop box covering SCALE of the area with aspect in RATIO; the centre square-ish fallback."""
+    area = width * height
+    log_lo, log_hi = math.log(RATIO[0]), math.log(RATIO[1])
+    for _ in range(10):
+        target = area * rng.uniform(*SCALE)
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            x0 = int(rng.integers(0, width - w + 1))
+            y0 = int(rng.integers(0, height - h + 1))
+            return x0, y0, x0 + w, y0 + h
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def augmented_query_image(img: Image.Image, seed: int, product_id: str) -> Image.Image:
+    """The image query of a product: crop, resize back to the original size, maybe flip."""
+    rng = product_rng(seed, product_id)
+    img = img.convert("RGB")
+    box = random_resized_crop_box(img.width, img.height, rng)
+    out = img.crop(box).resize(img.size, Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return out
