@@ -20,6 +20,14 @@ QueryInput = Union[QueryRecord, str]
 OutputKind = Literal["numpy", "torch"]
 
 
+class UnsupportedInputError(ValueError):
+    """The embedder cannot embed this kind of input (e.g. an image for a text-only model).
+
+    Raised instead of silently embedding nothing, so the benchmark can report the task as
+    not applicable ("n/a") for that model rather than scoring garbage.
+    """
+
+
 @dataclass
 class EmbeddingOutput:
     """What a trainable embedder's forward returns.

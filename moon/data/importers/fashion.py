@@ -92,7 +92,11 @@ def read_styles(source: Path, report: ImportReport,
             yield line, {h: cell.strip() for h, cell in zip(header, row)}
 
 
-def _product(source: Path, row: dict[str, str]) -> ProductRecord:
+def product_from_row(source: Path, row: dict[str, str]) -> ProductRecord:
+    """One styles.csv row -> a ProductRecord; DataError names what is wrong with the row.
+
+    Public because the fashion benchmark reads a catalogue folder with exactly this mapping.
+    """
     pid = row["id"]
     if not pid:
         raise DataError("empty id")
@@ -147,7 +151,7 @@ def import_fashion(source: Union[str, Path], out: Union[str, Path], seed: int = 
                 report.bad("duplicate id: already imported from an earlier row", pid, line)
                 continue
             try:
-                record = _product(source, row)
+                record = product_from_row(source, row)
             except DataError as exc:
                 report.bad(str(exc), pid or None, line)
                 continue

@@ -1,0 +1,1 @@
+"""Benchmarks of the MOON toolkit (use only the public API of moon)."""

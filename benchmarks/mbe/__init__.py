@@ -1,0 +1,1 @@
+"""MBE runner: retrieval, zero-shot classification and attribute tasks for any embedder."""
