@@ -43,6 +43,8 @@ class RunResult(BaseModel):
     details: dict[str, dict[str, Any]] = Field(default_factory=dict)
     breakdown: Optional[dict[str, dict[str, dict[str, float]]]] = None
     data_report: dict[str, Any] = Field(default_factory=dict)
+    examples: Optional[dict[str, list[dict[str, Any]]]] = Field(
+        default=None, description="per retrieval task: sampled queries with their top-5 products (moon report)")
     software: dict[str, str]
     wall_time_s: float
     created: str
@@ -80,12 +82,13 @@ def make_result(scores: Sequence[TaskScore], *, benchmark: str, model_id: str, m
                 config_hash: str, data_id: str, data_path: str, split: str, wall_time_s: float,
                 data_report: Optional[dict[str, Any]] = None) -> RunResult:
     breakdown = {s.name: s.breakdown for s in scores if s.breakdown is not None}
+    examples = {s.name: s.examples for s in scores if s.examples}
     return RunResult(benchmark=benchmark, model_id=model_id, model_path=model_path, config_hash=config_hash,
                      data_id=data_id, data_path=data_path, split=split, tasks=nest(scores),
                      not_applicable={s.name: s.na_reason for s in scores if s.na_reason},
                      counts={s.name: s.counts for s in scores if s.counts},
                      details={s.name: s.details for s in scores if s.details},
-                     breakdown=breakdown or None, data_report=data_report or {},
+                     breakdown=breakdown or None, data_report=data_report or {}, examples=examples or None,
                      software=software_versions(), wall_time_s=wall_time_s,
                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

@@ -23,6 +23,7 @@ from moon.model.api import Embedder, QueryInput, UnsupportedInputError
 from moon.model.fingerprint import config_hash
 from moon.model.registry import load_embedder
 
+from benchmarks.mbe.examples import retrieval_examples
 from benchmarks.mbe.fashion import Split, fashion_tasks, load_catalogue
 from benchmarks.mbe.results import RunResult, make_result
 from benchmarks.mbe.tasks import (ProbeTask, RetrievalTask, TaskScore, ZeroShotTask, category_values,
@@ -59,8 +60,11 @@ class EmbeddingCache:
 def run_tasks(embedder: Embedder, corpus: Sequence[ProductRecord], tasks: Sequence[Task],
               train: Sequence[ProductRecord] = (), ann_kind: Optional[str] = None, breakdown: bool = False,
               batch_size: int = 32, show_progress: bool = True,
-              cache: Optional[EmbeddingCache] = None) -> list[TaskScore]:
+              cache: Optional[EmbeddingCache] = None, examples: int = 0) -> list[TaskScore]:
     """Score every task; retrieval tasks also through an ANN index when `ann_kind` is set.
+
+    `examples` > 0 keeps that many sampled queries per retrieval task with their top-5
+    products (for the report's gallery).
 
     `cache` (default: a fresh one) must belong to `embedder` and to this corpus/train set.
     """
@@ -72,6 +76,8 @@ def run_tasks(embedder: Embedder, corpus: Sequence[ProductRecord], tasks: Sequen
                 q = cache.queries(task.name, task.queries)
                 c = cache.products("corpus", corpus, task.corpus_view)
                 scores.append(score_retrieval(task, q, c, breakdown))
+                if examples:
+                    scores[-1].examples = retrieval_examples(task, q, c, corpus, examples)
                 if ann_kind is not None:
                     scores.append(_ann_or_na(task, q, c, ann_kind))
             elif isinstance(task, ZeroShotTask):
@@ -104,13 +110,16 @@ def _load(model: Union[str, Path, Embedder]) -> tuple[Embedder, str]:
 
 def run_fashion(model: Union[str, Path, Embedder], catalogue: Union[str, Path], split: Split = "test",
                 breakdown: bool = False, group_level: int = 0, batch_size: int = 32,
-                show_progress: bool = True) -> RunResult:
-    """The README's five fashion tasks on a catalogue folder (test split or all products)."""
+                show_progress: bool = True, examples: int = 0) -> RunResult:
+    """The README's five fashion tasks on a catalogue folder (test split or all products).
+
+    `examples` sampled queries per retrieval task keep their top-5 products in the result.
+    """
     started = time.perf_counter()
     embedder, model_path = _load(model)
     data = load_catalogue(catalogue, split)
     scores = run_tasks(embedder, data.products, fashion_tasks(data, group_level), breakdown=breakdown,
-                       batch_size=batch_size, show_progress=show_progress)
+                       batch_size=batch_size, show_progress=show_progress, examples=examples)
     report = data.report
     return make_result(scores, benchmark="fashion", model_id=embedder.model_id, model_path=model_path,
                        config_hash=config_hash(embedder), data_id=data.data_id, data_path=str(data.source),

@@ -78,6 +78,7 @@ class TaskScore:
     na_reason: Optional[str] = None
     breakdown: Optional[dict[str, dict[str, float]]] = None
     details: dict[str, object] = field(default_factory=dict)
+    examples: Optional[list[dict[str, object]]] = None
 
 
 def _breakdown(values: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, dict[str, float]]:

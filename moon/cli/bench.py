@@ -59,6 +59,8 @@ def fashion(catalogue: Path = typer.Option(..., help="folder with styles.csv and
             split: str = typer.Option("test", help="'test' (README split) or 'all' products"),
             per_category: bool = typer.Option(False, help="retrieval metrics per category in the result"),
             category_level: int = typer.Option(0, help="0 masterCategory, 1 subCategory, 2 articleType"),
+            examples: int = typer.Option(8, min=0, help="queries per retrieval task kept with their top-5 "
+                                                        "products for `moon report` (0: none)"),
             batch_size: int = typer.Option(32, min=1)) -> None:
     """The fashion catalogue's five tasks (t2i, i2p, t2p, cls, attr) as its README defines them."""
     from benchmarks.mbe.runner import run_fashion
@@ -66,7 +68,7 @@ def fashion(catalogue: Path = typer.Option(..., help="folder with styles.csv and
     if split not in ("test", "all"):
         raise ValueError(f"--split must be 'test' or 'all', got {split!r}")
     result = run_fashion(model, catalogue, split=split, breakdown=per_category, group_level=category_level,
-                         batch_size=batch_size)
+                         batch_size=batch_size, examples=examples)
     _print_result(result, out)
 
 

@@ -18,7 +18,7 @@ FASHION_KEYS = {
     "attr": {"baseColour": {"acc"}, "gender": {"acc"}, "usage": {"acc"}, "season": {"acc"}},
 }
 TOP_LEVEL = {"schema", "benchmark", "model_id", "model_path", "config_hash", "data_id", "data_path", "split",
-             "tasks", "not_applicable", "counts", "details", "breakdown", "data_report", "software",
+             "tasks", "not_applicable", "counts", "details", "breakdown", "data_report", "examples", "software",
              "wall_time_s", "created"}
 
 

@@ -1,0 +1,49 @@
+"""`moon train RECIPE.yaml [key=value ...] [--resume] [--out DIR]`.
+
+Works alone (one-rank gloo group) and under a launcher, which sets the rank environment:
+    torchrun --nproc_per_node 8 -m moon train RECIPE.yaml
+    deepspeed --no_local_rank [--hostfile HOSTS] --module moon train RECIPE.yaml
+(`--no_local_rank` because the deepspeed launcher would otherwise put `--local_rank=N`
+before the subcommand; the rank comes from LOCAL_RANK in the environment either way.)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def train(
+    recipe: Path = typer.Argument(..., help="recipe YAML (see recipes/)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides, e.g. optim.lr=1e-4"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last complete checkpoint in --out"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: run.output_dir)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train a MOON model (or the open_clip baseline) with DeepSpeed as the recipe says."""
+    from moon.train.recipe import load_recipe
+
+    spec = load_recipe(recipe, overrides or [])
+    from moon.train.trainer import TrainingDiverged, train as run_training
+
+    try:
+        result = run_training(spec, out_dir=out, resume=resume, show_progress=not quiet)
+    except TrainingDiverged as exc:
+        print(f"moon: error: {exc}", file=sys.stderr)
+        raise typer.Exit(3) from None
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return
+    table = Table(title=f"moon train {spec.name}: {result.steps} steps")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(result.final_metrics.items()):
+        table.add_row(key, f"{value:.4f}")
+    Console().print(table)
+    print(f"model: {result.model_dir}\nrun:   {result.out_dir} (metrics.jsonl, summary.json, tensorboard/)")

@@ -1,0 +1,1 @@
+"""`moon report`: one self-contained HTML page that shows what a training run learned."""

@@ -1,0 +1,183 @@
+"""The training objective as one nn.Module, so DeepSpeed optimises model and temperature together.
+
+`ContrastiveObjective` owns the embedder, the learnable temperature and the losses. It is
+the module handed to `deepspeed.initialize`; its forward takes an `op` so the plain path
+and the gradient cache route every computation through the engine (DeepSpeed's backward
+hooks, ZeRO-3 parameter gathering and autocast all key on engine forwards):
+
+- op="embed":  one chunk of model inputs -> (embeddings, aux loss)
+- op="loss":   embeddings of a whole micro-batch -> (contrastive loss, stats)
+- op="step":   the plain path, embed everything with graph then "loss" (+ aux)
+
+Candidate columns of the query->product logits are, in order: this rank's products (the
+B positives, then the B*k hard negatives), the other ranks' products (spatial), then the
+queue (temporal). The label of query i is column i; `false_negative_mask` removes the
+positive's duplicates and group mates from every source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from moon.data.records import ProductView, QueryKind
+from moon.model.base import TrainableEmbedder
+from moon.train.gather import Gathered, gather_products
+from moon.train.loss import (InfoNCELoss, IntraProductLoss, MatryoshkaLoss, Temperature, false_negative_mask,
+                             id_tensor)
+from moon.train.queue import EmbeddingQueue
+from moon.train.recipe import LossSection, NegativesSection
+from moon.train.sampler import KINDS, TrainBatch
+
+GroupSpec = tuple[Sequence[Any], Callable[[Sequence[Any]], dict[str, torch.Tensor]]]
+"""(records, records -> model inputs) for one embedding group of a micro-batch."""
+
+
+@dataclass
+class BatchMeta:
+    """Ids and weights of a micro-batch as tensors (equal shapes on every rank)."""
+
+    positive_ids: torch.Tensor
+    positive_groups: torch.Tensor
+    product_ids: torch.Tensor
+    product_groups: torch.Tensor
+    hard_owner: torch.Tensor
+    kinds: torch.Tensor
+    weights: torch.Tensor
+
+    @classmethod
+    def from_batch(cls, batch: TrainBatch, kind_weights: dict[QueryKind, float]) -> "BatchMeta":
+        products = batch.positives + batch.negatives
+        kinds = [KINDS.index(q.kind) for q in batch.queries]
+        return cls(
+            positive_ids=id_tensor([p.product_id for p in batch.positives]),
+            positive_groups=id_tensor([p.group_id for p in batch.positives]),
+            product_ids=id_tensor([p.product_id for p in products]),
+            product_groups=id_tensor([p.group_id for p in products]),
+            hard_owner=torch.arange(len(batch.queries)).repeat_interleave(batch.hard_k),
+            kinds=torch.tensor(kinds, dtype=torch.long),
+            weights=torch.tensor([kind_weights[q.kind] for q in batch.queries], dtype=torch.float32),
+        )
+
+
+TITLE_ONLY = ProductView(images=False, crops=False, title=True, category=False, attributes=False)
+
+
+def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool) -> dict[str, GroupSpec]:
+    """The embedding groups of a micro-batch: queries, products (positives + hard negatives)
+    and, for the intra-product term, the positives' images alone and titles alone."""
+    groups: dict[str, GroupSpec] = {
+        "queries": (batch.queries, processor.queries),
+        "products": (batch.positives + batch.negatives, lambda recs: processor.products(recs, view)),
+    }
+    if intra:
+        image_view = ProductView(images=True, crops=view.crops, title=False, category=False, attributes=False)
+        groups["images"] = (batch.positives, lambda recs: processor.products(recs, image_view))
+        groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
+    return groups
+
+
+class ContrastiveObjective(nn.Module):
+    """Embedder + temperature + losses; see the module docstring for the ops."""
+
+    def __init__(self, model: TrainableEmbedder, loss: LossSection, negatives: NegativesSection,
+                 queue: Optional[EmbeddingQueue] = None) -> None:
+        super().__init__()
+        dim = model.embedding_dim
+        too_big = [d for d in loss.matryoshka_dims if d >= dim]
+        if too_big:
+            raise ValueError(f"loss.matryoshka_dims {too_big} must be smaller than the embedding size {dim}")
+        self.model = model
+        self.temperature = Temperature(loss.temperature, loss.learn_temperature, loss.max_logit_scale)
+        info_nce = InfoNCELoss(self.temperature)
+        self.query_loss: nn.Module = (MatryoshkaLoss(info_nce, loss.matryoshka_dims, loss.matryoshka_weights)
+                                      if loss.matryoshka_dims else info_nce)
+        self.intra = IntraProductLoss(self.temperature) if loss.intra_product_weight > 0 else None
+        self.intra_weight = loss.intra_product_weight
+        self.aux_weight = loss.aux_weight
+        self.negatives = negatives
+        self.queue = queue
+        self.queue_active = False
+
+    def forward(self, op: str, **kw: Any):
+        if op == "embed":
+            return self.embed(kw["inputs"])
+        if op == "loss":
+            return self.loss(kw["embeddings"], kw["meta"])
+        if op == "step":
+            embeddings, aux = {}, None
+            for name, inputs in kw["inputs"].items():
+                embeddings[name], part = self.embed(inputs)
+                aux = part if aux is None else aux + part
+            loss, stats = self.loss(embeddings, kw["meta"])
+            stats["aux"] = aux.detach()
+            return loss + self.aux_weight * aux, stats
+        raise ValueError(f"unknown objective op '{op}'")
+
+    def embed(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(**inputs)
+        aux = out.aux_loss if out.aux_loss is not None else out.embeddings.new_zeros(())
+        return out.embeddings.float(), aux.float()
+
+    def _candidates(self, products: torch.Tensor, meta: BatchMeta) -> tuple[Gathered, torch.Tensor, torch.Tensor,
+                                                                             torch.Tensor]:
+        """All candidate columns (local first, then other ranks, then queue) with their ids."""
+        if self.negatives.spatial:
+            gathered = gather_products(products, meta.product_ids, meta.product_groups)
+        else:
+            gathered = Gathered(products, meta.product_ids, meta.product_groups, slice(0, products.shape[0]))
+        local = gathered.local
+        others = torch.cat([torch.arange(0, local.start), torch.arange(local.stop, gathered.embeddings.shape[0])])
+        emb = [products, gathered.embeddings[others]]
+        ids = [meta.product_ids, gathered.product_ids[others]]
+        groups = [meta.product_groups, gathered.group_ids[others]]
+        if self.queue is not None and self.queue_active and len(self.queue):
+            q_emb, q_ids, q_groups = self.queue.contents()
+            emb.append(q_emb.to(products.device))
+            ids.append(q_ids.to(products.device))
+            groups.append(q_groups.to(products.device))
+        return gathered, torch.cat(emb), torch.cat(ids), torch.cat(groups)
+
+    def loss(self, embeddings: dict[str, torch.Tensor], meta: BatchMeta) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        queries, products = embeddings["queries"], embeddings["products"]
+        n_queries, n_local = queries.shape[0], products.shape[0]
+        device = queries.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            gathered, cand, cand_ids, cand_groups = self._candidates(products.float(), meta)
+            labels = torch.arange(n_queries, device=device)
+            mask = false_negative_mask(meta.positive_ids, meta.positive_groups, cand_ids, cand_groups, labels)
+            if not self.negatives.in_batch:
+                allowed = torch.zeros(n_queries, n_local, dtype=torch.bool, device=device)
+                allowed[labels, labels] = True
+                allowed[meta.hard_owner, n_queries + torch.arange(meta.hard_owner.shape[0])] = True
+                mask[:, :n_local] |= ~allowed
+            total, per_query = self.query_loss(queries.float(), cand, labels, mask, meta.weights)
+            stats = self._stats(queries, cand, labels, mask, per_query, meta)
+            if self.intra is not None:
+                intra = self.intra(embeddings["images"].float(), embeddings["titles"].float(), meta.positive_groups)
+                stats["intra"] = intra.detach()
+                total = total + self.intra_weight * intra
+        if self.queue is not None:
+            self.queue.enqueue(gathered.embeddings.detach(), gathered.product_ids, gathered.group_ids)
+        stats["contrastive"] = total.detach()
+        return total, stats
+
+    @torch.no_grad()
+    def _stats(self, queries: torch.Tensor, cand: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+               per_query: torch.Tensor, meta: BatchMeta) -> dict[str, torch.Tensor]:
+        logits = (queries.float() @ cand.T).masked_fill(mask, float("-inf"))
+        stats = {
+            "accuracy": (logits.argmax(dim=1) == labels).float().mean(),
+            "temperature": 1.0 / self.temperature().detach(),
+            "candidates": torch.tensor(float(cand.shape[0])),
+            "masked": mask.float().sum(dim=1).mean(),
+        }
+        for i, kind in enumerate(KINDS):
+            sel = meta.kinds == i
+            if bool(sel.any()):
+                stats[f"loss_{kind.value}"] = per_query[sel].detach().mean()
+        return stats
+

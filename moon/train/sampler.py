@@ -1,0 +1,244 @@
+"""Training batches: queries mixed by kind, their positives, and same-category hard negatives.
+
+Every batch is a pure function of (seed, step, rank): each query kind is an endless stream
+of per-epoch permutations seeded by (seed, kind, epoch), and the global batch of a step is
+the next window of each stream, split across ranks. Resuming at step s therefore replays
+exactly the data an uninterrupted run would have seen, with no iterator state to save.
+
+Hard negatives (MOON's same-category negatives) come from the miner's sidecar parquet
+(columns query_id, positive_id, negative_id, policy, rank, score) when given, looked up
+by query id and else by positive id; when a query has fewer than k mined negatives, or no
+sidecar is given, the rest are random products of the positive's leaf category (then of
+its parent levels, then of the whole catalogue). Products of the positive's group are
+never chosen. Every fallback is counted in `report`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from moon.data.records import DataError, ProductRecord, QueryKind, QueryRecord
+
+log = logging.getLogger(__name__)
+
+KINDS: tuple[QueryKind, ...] = (QueryKind.TEXT, QueryKind.IMAGE, QueryKind.PRODUCT)
+
+
+def kind_counts(mix: Mapping[QueryKind, float], batch_size: int,
+                available: Mapping[QueryKind, int]) -> dict[QueryKind, int]:
+    """Queries of each kind in a batch of `batch_size`: proportional to `mix` (largest
+    remainder rounding), over the kinds that have queries at all."""
+    weights = {k: (mix.get(k, 0.0) if available.get(k, 0) > 0 else 0.0) for k in KINDS}
+    total = sum(weights.values())
+    if total <= 0:
+        raise DataError("no training queries of any kind with a positive mix weight "
+                        f"(available: { {k.value: n for k, n in available.items()} })")
+    exact = {k: batch_size * w / total for k, w in weights.items()}
+    counts = {k: int(np.floor(v)) for k, v in exact.items()}
+    by_remainder = sorted(KINDS, key=lambda k: (-(exact[k] - counts[k]), KINDS.index(k)))
+    for k in by_remainder[:batch_size - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+@dataclass
+class TrainBatch:
+    """One rank's micro-batch. negatives[i*k:(i+1)*k] are the hard negatives of queries[i]."""
+
+    step: int
+    queries: list[QueryRecord]
+    positives: list[ProductRecord]
+    negatives: list[ProductRecord]
+    hard_k: int
+
+
+@dataclass
+class SamplerReport:
+    """What the sampler did with the data (saved in the run summary; nothing dropped silently)."""
+
+    queries_by_kind: dict[str, int] = field(default_factory=dict)
+    batch_kinds: dict[str, int] = field(default_factory=dict)
+    skipped_unknown_positive: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+    sidecar_rows: int = 0
+    sidecar_unknown_products: int = 0
+    sidecar_same_group: int = 0
+    mined_negatives_used: int = 0
+    category_fallback_negatives: int = 0
+
+
+class _Catalogue:
+    """Products by id and by every category prefix, for fallback negatives."""
+
+    def __init__(self, products: Sequence[ProductRecord]) -> None:
+        self.products = list(products)
+        self.index = {p.product_id: i for i, p in enumerate(self.products)}
+        if len(self.index) != len(self.products):
+            raise DataError("training products contain duplicate product_id values")
+        group_index: dict[str, int] = {}
+        self.groups = np.array([group_index.setdefault(p.group_id, len(group_index)) for p in self.products],
+                               dtype=np.int64)
+        pools: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for i, p in enumerate(self.products):
+            for depth in range(1, len(p.category) + 1):
+                pools[tuple(p.category[:depth])].append(i)
+        self.pools = {key: np.array(v, dtype=np.int64) for key, v in pools.items()}
+        self.all = np.arange(len(self.products), dtype=np.int64)
+
+    def fallback(self, positive: int, taken: list[int], k: int, rng: np.random.Generator) -> list[int]:
+        """Up to k random products, nearest category level first, never of the positive's group."""
+        group = self.groups[positive]
+        chosen = list(taken)
+        category = self.products[positive].category
+        levels = [self.pools[tuple(category[:d])] for d in range(len(category), 0, -1)] + [self.all]
+        for pool in levels:
+            if len(chosen) >= k:
+                break
+            ok = pool[self.groups[pool] != group]
+            ok = ok[~np.isin(ok, chosen)]
+            if len(ok):
+                chosen.extend(rng.choice(ok, size=min(k - len(chosen), len(ok)), replace=False).tolist())
+        return chosen[len(taken):]
+
+
+class _MinedNegatives:
+    """The miner's sidecar as lists of catalogue indices, by query id and by positive id."""
+
+    def __init__(self, path: Path, catalogue: _Catalogue, report: SamplerReport) -> None:
+        from moon.negatives.sidecar import negatives_by_pair, read_negatives
+
+        table = read_negatives(path)
+        report.sidecar_rows = table.num_rows
+        self.by_query: dict[str, list[int]] = {}
+        self.by_positive: dict[str, list[int]] = defaultdict(list)
+        for (query_id, positive_id), negative_ids in sorted(negatives_by_pair(table).items()):
+            pos = catalogue.index.get(positive_id)
+            kept = []
+            for negative_id in negative_ids:
+                neg = catalogue.index.get(negative_id)
+                if neg is None or pos is None:
+                    report.sidecar_unknown_products += 1
+                elif catalogue.groups[neg] == catalogue.groups[pos]:
+                    report.sidecar_same_group += 1
+                else:
+                    kept.append(neg)
+            self.by_query[query_id] = kept
+            self.by_positive[positive_id] += [n for n in kept if n not in self.by_positive[positive_id]]
+        if report.sidecar_unknown_products:
+            log.warning("%s: %d sidecar rows name products that are not in the training split; not used",
+                        path, report.sidecar_unknown_products)
+
+    def candidates(self, query: QueryRecord) -> list[int]:
+        return self.by_query.get(query.query_id) or self.by_positive.get(query.positive_id, [])
+
+
+class TrainSampler:
+    """Deterministic, rank-sharded batches of (query, positive, k hard negatives)."""
+
+    def __init__(self, queries: Sequence[QueryRecord], products: Sequence[ProductRecord],
+                 mix: Mapping[QueryKind, float], batch_size: int, hard_k: int, seed: int,
+                 rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.report = SamplerReport()
+        self.catalogue = _Catalogue(products)
+        self.batch_size, self.hard_k, self.seed = batch_size, hard_k, seed
+        self.rank, self.world_size = rank, world_size
+        self.streams: dict[QueryKind, list[QueryRecord]] = {k: [] for k in KINDS}
+        for q in queries:
+            if q.positive_id not in self.catalogue.index:
+                self.report.skipped_unknown_positive += 1
+                if len(self.report.skipped_examples) < 5:
+                    self.report.skipped_examples.append(q.query_id)
+                continue
+            self.streams[q.kind].append(q)
+        if self.report.skipped_unknown_positive:
+            log.warning("%d training queries point at products missing from the training split (e.g. %s); "
+                        "they are not used", self.report.skipped_unknown_positive,
+                        ", ".join(self.report.skipped_examples))
+        self.report.queries_by_kind = {k.value: len(v) for k, v in self.streams.items()}
+        self.counts = kind_counts(mix, batch_size, {k: len(v) for k, v in self.streams.items()})
+        self.report.batch_kinds = {k.value: n for k, n in self.counts.items()}
+        self.mined = (_MinedNegatives(Path(negatives_path), self.catalogue, self.report)
+                      if negatives_path is not None else None)
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def queries_per_step(self) -> int:
+        """Queries consumed by one step over all ranks."""
+        return self.batch_size * self.world_size
+
+    def epoch(self, step: int) -> float:
+        total = sum(len(v) for v in self.streams.values())
+        return step * self.queries_per_step / max(1, total)
+
+    def _perm(self, kind_index: int, epoch: int, n: int) -> np.ndarray:
+        key = (kind_index, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 2 * len(KINDS):
+                self._perms.clear()
+            self._perms[key] = np.random.default_rng([self.seed, 1, kind_index, epoch]).permutation(n)
+        return self._perms[key]
+
+    def _take(self, kind: QueryKind, step: int) -> list[QueryRecord]:
+        pool, count = self.streams[kind], self.counts[kind]
+        if count == 0:
+            return []
+        n, kind_index = len(pool), KINDS.index(kind)
+        start = (step * self.world_size + self.rank) * count
+        out = []
+        for pos in range(start, start + count):
+            epoch, offset = divmod(pos, n)
+            out.append(pool[int(self._perm(kind_index, epoch, n)[offset])])
+        return out
+
+    def _negatives(self, query: QueryRecord, positive: int, rng: np.random.Generator) -> list[int]:
+        k = self.hard_k
+        chosen: list[int] = []
+        if self.mined is not None:
+            mined = self.mined.candidates(query)
+            if mined:
+                pick = rng.choice(len(mined), size=min(k, len(mined)), replace=False)
+                chosen = [mined[int(i)] for i in pick]
+                self.report.mined_negatives_used += len(chosen)
+        if len(chosen) < k:
+            extra = self.catalogue.fallback(positive, chosen, k, rng)
+            self.report.category_fallback_negatives += len(extra)
+            chosen += extra
+        if len(chosen) < k:
+            raise DataError(f"cannot find {k} hard negatives for query {query.query_id}: the training split has "
+                            f"only {len(chosen)} products outside its positive's group")
+        return chosen
+
+    def batch(self, step: int) -> TrainBatch:
+        """This rank's micro-batch number `step` (a pure function of seed, step and rank)."""
+        queries = [q for kind in KINDS for q in self._take(kind, step)]
+        positives = [self.catalogue.index[q.positive_id] for q in queries]
+        negatives: list[int] = []
+        if self.hard_k:
+            for slot, (q, pos) in enumerate(zip(queries, positives)):
+                global_slot = self.rank * self.batch_size + slot
+                rng = np.random.default_rng([self.seed, 2, step, global_slot])
+                negatives += self._negatives(q, pos, rng)
+        products = self.catalogue.products
+        return TrainBatch(step=step, queries=queries, positives=[products[i] for i in positives],
+                          negatives=[products[i] for i in negatives], hard_k=self.hard_k)
+
+    def state_dict(self) -> dict:
+        """What must match for a resumed run to see the same data order."""
+        return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self.world_size,
+                "hard_k": self.hard_k, "counts": {k.value: n for k, n in self.counts.items()},
+                "queries": self.report.queries_by_kind, "products": len(self.catalogue.products)}
+
+    def check_resume(self, saved: Mapping) -> None:
+        mine = self.state_dict()
+        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        if diff:
+            raise ValueError("cannot resume with the same data order: the checkpoint's sampler differs in "
+                             + ", ".join(f"{k} (checkpoint {a}, now {b})" for k, (a, b) in diff.items()))

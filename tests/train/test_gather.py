@@ -1,0 +1,95 @@
+"""Spatial negatives over a real 2-process gloo group (torch.multiprocessing)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from moon.train.gather import Gathered, any_rank, gather_products, world
+
+
+def test_single_process_gather_is_identity():
+    emb = torch.randn(3, 4, requires_grad=True)
+    ids = torch.arange(3)
+    g = gather_products(emb, ids, ids + 1)
+    assert world() == (0, 1)
+    assert g.embeddings is emb and g.local == slice(0, 3)
+    assert any_rank(True) and not any_rank(False)
+
+
+def _unit(n: int, seed: int) -> torch.Tensor:
+    return F.normalize(torch.randn(n, 32, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def _check_gather(rank: int) -> None:
+    emb = torch.full((3, 4), float(rank + 1), requires_grad=True)
+    ids = torch.arange(3) + 10 * rank
+    g: Gathered = gather_products(emb, ids, ids + 100)
+    assert g.embeddings.shape == (6, 4)
+    assert g.embeddings[:, 0].tolist() == [1.0] * 3 + [2.0] * 3  # rank order
+    assert g.product_ids.tolist() == [0, 1, 2, 10, 11, 12]
+    assert g.group_ids.tolist() == [100, 101, 102, 110, 111, 112]
+    assert g.local == slice(3 * rank, 3 * rank + 3)
+    other = slice(3 * (1 - rank), 3 * (1 - rank) + 3)
+    (local_grad,) = torch.autograd.grad(g.embeddings[g.local].sum(), emb, retain_graph=True)
+    assert torch.equal(local_grad, torch.ones(3, 4))
+    (other_grad,) = torch.autograd.grad(g.embeddings[other].sum(), emb, retain_graph=True)
+    assert torch.equal(other_grad, torch.zeros(3, 4))  # the other rank's copy carries no gradient here
+    assert any_rank(rank == 1) and not any_rank(False)
+    with pytest.raises(RuntimeError, match="equal shapes"):
+        gather_products(torch.zeros(2 + rank, 4), torch.zeros(2 + rank, dtype=torch.long),
+                        torch.zeros(2 + rank, dtype=torch.long))
+
+
+def _check_masking_across_ranks(rank: int) -> None:
+    from moon.train.loss import id_tensor
+    from moon.train.objective import BatchMeta, ContrastiveObjective
+    from moon.train.recipe import LossSection, NegativesSection
+    from tests.conftest import build_products
+    from tests.train.conftest import tiny_clip
+
+    # rank 0 holds products [A, B], rank 1 holds [C, A3]; A3 is a variant (same group) of A.
+    products = {0: ["A", "B"], 1: ["C", "A3"]}
+    groups = {"A": "gA", "B": "gB", "C": "gC", "A3": "gA"}
+    queries = {0: _unit(2, 10), 1: _unit(2, 11)}
+    embs = {0: _unit(2, 20), 1: _unit(2, 21)}
+    mine = products[rank]
+    meta = BatchMeta(positive_ids=id_tensor(mine), positive_groups=id_tensor([groups[p] for p in mine]),
+                     product_ids=id_tensor(mine), product_groups=id_tensor([groups[p] for p in mine]),
+                     hard_owner=torch.zeros(0, dtype=torch.long), kinds=torch.zeros(2, dtype=torch.long),
+                     weights=torch.ones(2))
+    model = tiny_clip(build_products(4, seed=9, images_per_product=(1, 1), size=16))
+    obj = ContrastiveObjective(model, LossSection(temperature=0.1, learn_temperature=False),
+                               NegativesSection(hard_k=0, spatial=True))
+    local = embs[rank].clone().requires_grad_(True)
+    loss, stats = obj.loss({"queries": queries[rank], "products": local}, meta)
+    cand = torch.cat([embs[rank], embs[1 - rank]])  # local first, then the other rank
+    logits = queries[rank] @ cand.T / 0.1
+    # rank 0: query of A must not see A3 (column 3); rank 1: query of A3 must not see A (column 2).
+    allowed = [[0, 1, 2], [0, 1, 2, 3]] if rank == 0 else [[0, 1, 2, 3], [0, 1, 3]]
+    expected = torch.stack([-(logits[i, i] - torch.logsumexp(logits[i, cols], 0))
+                            for i, cols in enumerate(allowed)]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["candidates"].item() == 4
+    loss.backward()
+    assert local.grad is not None and local.grad.abs().sum() > 0
+
+
+def _worker(rank: int, init_file: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        _check_gather(rank)
+        _check_masking_across_ranks(rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_gather_in_order_keep_local_grad_and_mask_false_negatives(tmp_path):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    mp.spawn(_worker, args=(str(tmp_path / "pg"),), nprocs=2, join=True)

@@ -1,0 +1,94 @@
+"""False-negative masking in every negative source, checked against a by-hand InfoNCE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from moon.train.loss import id_tensor
+from moon.train.objective import BatchMeta, ContrastiveObjective
+from moon.train.queue import EmbeddingQueue
+from moon.train.recipe import LossSection, NegativesSection
+from tests.conftest import build_products
+from tests.train.conftest import tiny_clip
+
+TEMP = 0.1
+
+
+def reference(q: torch.Tensor, cand: torch.Tensor, allowed: list[list[int]]) -> float:
+    """Mean over queries of -log softmax of column i (the label) among the allowed columns."""
+    logits = (q @ cand.T) / TEMP
+    losses = [-(logits[i, i] - torch.logsumexp(logits[i, cols], 0)) for i, cols in enumerate(allowed)]
+    return float(torch.stack(losses).mean())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_clip(build_products(6, seed=9, images_per_product=(1, 1), size=16))
+
+
+def _meta(positives, hard, groups) -> BatchMeta:
+    products = positives + hard
+    return BatchMeta(positive_ids=id_tensor(positives), positive_groups=id_tensor([groups[p] for p in positives]),
+                     product_ids=id_tensor(products), product_groups=id_tensor([groups[p] for p in products]),
+                     hard_owner=torch.arange(len(positives)).repeat_interleave(len(hard) // len(positives)),
+                     kinds=torch.zeros(len(positives), dtype=torch.long), weights=torch.ones(len(positives)))
+
+
+GROUPS = {"A": "gA", "A2": "gA", "B": "gB", "C": "gC", "D": "gB", "E": "gE"}
+
+
+def _objective(model, in_batch=True, queue=None) -> ContrastiveObjective:
+    obj = ContrastiveObjective(model, LossSection(temperature=TEMP, learn_temperature=False),
+                               NegativesSection(in_batch=in_batch, hard_k=1, spatial=True, queue_size=3), queue)
+    obj.queue_active = True
+    return obj
+
+
+def _unit(n: int, seed: int) -> torch.Tensor:
+    return F.normalize(torch.randn(n, 32, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_masking_covers_in_batch_hard_and_queue(model):
+    # Local columns: [A, B | A2 (hard neg of q0, but A's variant), C (hard neg of q1)];
+    # queue: [A (duplicate of q0's positive), D (variant of q1's positive B), E].
+    queue = EmbeddingQueue(3, 32)
+    queue_emb = _unit(3, 1)
+    queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
+    obj = _objective(model, queue=queue)
+    q, products = _unit(2, 2), _unit(4, 3)
+    loss, stats = obj.loss({"queries": q, "products": products}, _meta(["A", "B"], ["A2", "C"], GROUPS))
+    cand = torch.cat([products, queue_emb])
+    expected = reference(q, cand, allowed=[[0, 1, 3, 5, 6], [0, 1, 2, 3, 4, 6]])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert stats["masked"].item() == pytest.approx((2 + 1) / 2)
+    assert stats["candidates"].item() == 7
+    assert queue.contents()[1].tolist() == id_tensor(["B", "A2", "C"]).tolist()  # newest local products
+
+
+def test_queue_is_refilled_with_this_steps_products(model):
+    queue = EmbeddingQueue(8, 32)
+    obj = _objective(model, queue=queue)
+    obj.loss({"queries": _unit(2, 4), "products": _unit(4, 5)}, _meta(["A", "B"], ["A2", "C"], GROUPS))
+    assert queue.contents()[1].tolist() == id_tensor(["A", "B", "A2", "C"]).tolist()
+
+
+def test_without_in_batch_a_query_sees_only_its_own_hard_negatives_and_the_queue(model):
+    queue = EmbeddingQueue(3, 32)
+    queue_emb = _unit(3, 6)
+    queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
+    obj = _objective(model, in_batch=False, queue=queue)
+    q, products = _unit(2, 7), _unit(4, 8)
+    loss, _ = obj.loss({"queries": q, "products": products}, _meta(["A", "B"], ["A2", "C"], GROUPS))
+    expected = reference(q, torch.cat([products, queue_emb]), allowed=[[0, 5, 6], [1, 3, 4, 6]])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_inactive_queue_adds_no_columns(model):
+    queue = EmbeddingQueue(3, 32)
+    queue.enqueue(_unit(3, 9), id_tensor(["X", "Y", "Z"]), id_tensor(["gX", "gY", "gZ"]))
+    obj = _objective(model, queue=queue)
+    obj.queue_active = False
+    _, stats = obj.loss({"queries": _unit(2, 10), "products": _unit(4, 11)}, _meta(["A", "B"], ["A2", "C"], GROUPS))
+    assert stats["candidates"].item() == 4

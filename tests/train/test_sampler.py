@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+
+from moon.data.records import DataError, QueryKind, QueryRecord
+from moon.negatives.sidecar import write_negatives
+from moon.train.sampler import KINDS, TrainSampler, kind_counts
+from tests.conftest import build_products, build_queries
+
+T, I, P = QueryKind.TEXT, QueryKind.IMAGE, QueryKind.PRODUCT
+MIX = {T: 3, I: 12, P: 2}
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    products = build_products(24, seed=5, images_per_product=(1, 1), size=16)
+    return products, build_queries(products, seed=5)
+
+
+def _sampler(catalogue, **kw) -> TrainSampler:
+    products, queries = catalogue
+    args = dict(mix={T: 1, I: 1, P: 1}, batch_size=6, hard_k=2, seed=0)
+    args.update(kw)
+    return TrainSampler(queries, products, **args)
+
+
+def test_kind_counts_follow_moon_ratio():
+    everything = {k: 100 for k in KINDS}
+    assert kind_counts(MIX, 17, everything) == {T: 3, I: 12, P: 2}
+    counts = kind_counts(MIX, 64, everything)
+    assert sum(counts.values()) == 64 and counts[I] > counts[T] > counts[P] >= 7
+    assert kind_counts(MIX, 10, {T: 5, I: 0, P: 5}) == {T: 6, I: 0, P: 4}
+    with pytest.raises(DataError, match="no training queries"):
+        kind_counts(MIX, 4, {k: 0 for k in KINDS})
+
+
+def test_batches_are_a_pure_function_of_seed_and_step(catalogue):
+    a, b = _sampler(catalogue), _sampler(catalogue)
+    ids = lambda batch: [q.query_id for q in batch.queries] + [p.product_id for p in batch.negatives]  # noqa: E731
+    assert ids(a.batch(7)) == ids(b.batch(7))
+    assert ids(a.batch(7)) != ids(a.batch(8))
+    assert ids(_sampler(catalogue, seed=1).batch(7)) != ids(a.batch(7))
+    batch = a.batch(3)
+    assert [q.kind for q in batch.queries] == [T, T, I, I, P, P]
+    assert [p.product_id for p in batch.positives] == [q.positive_id for q in batch.queries]
+
+
+def test_each_epoch_visits_every_query_once(catalogue):
+    sampler = _sampler(catalogue)
+    seen = [q.query_id for step in range(12) for q in sampler.batch(step).queries if q.kind == T]
+    assert len(seen) == 24 and len(set(seen)) == 24
+    assert sampler.epoch(12) == pytest.approx(1.0)
+
+
+def test_ranks_get_disjoint_shards(catalogue):
+    r0 = _sampler(catalogue, rank=0, world_size=2)
+    r1 = _sampler(catalogue, rank=1, world_size=2)
+    for step in range(5):
+        a = {q.query_id for q in r0.batch(step).queries}
+        b = {q.query_id for q in r1.batch(step).queries}
+        assert len(a) == len(b) == 6 and not a & b
+
+
+def test_fallback_negatives_share_the_leaf_category_never_the_group(catalogue):
+    sampler = _sampler(catalogue, hard_k=3)
+    for step in range(4):
+        batch = sampler.batch(step)
+        assert len(batch.negatives) == 3 * len(batch.queries)
+        for i, pos in enumerate(batch.positives):
+            negs = batch.negatives[3 * i:3 * i + 3]
+            assert all(n.group_id != pos.group_id for n in negs)
+            assert all(n.category == pos.category for n in negs)
+            assert len({n.product_id for n in negs}) == 3
+    assert sampler.report.category_fallback_negatives == 4 * 6 * 3
+    assert sampler.report.mined_negatives_used == 0
+
+
+def test_mined_sidecar_is_used_and_bad_rows_are_counted(catalogue, tmp_path):
+    products, queries = catalogue
+    q = next(q for q in queries if q.kind == T)
+    pos = next(p for p in products if p.product_id == q.positive_id)
+    mate = next(p for p in products if p.group_id == pos.group_id and p.product_id != pos.product_id)
+    others = [p.product_id for p in products if p.group_id != pos.group_id][:2]
+    negatives = others + [mate.product_id, "ghost"]
+    path = write_negatives(tmp_path / "neg.parquet", {
+        "query_id": [q.query_id] * 4, "positive_id": [pos.product_id] * 4, "negative_id": negatives,
+        "policy": ["test"] * 4, "rank": [0, 1, 2, 3], "score": [0.9, 0.8, 0.7, 0.6]})
+    sampler = TrainSampler([q], products, {T: 1, I: 0, P: 0}, batch_size=1, hard_k=2, seed=0,
+                           negatives_path=path)
+    batch = sampler.batch(0)
+    assert sorted(n.product_id for n in batch.negatives) == sorted(others)
+    assert sampler.report.sidecar_rows == 4
+    assert sampler.report.sidecar_same_group == 1
+    assert sampler.report.sidecar_unknown_products == 1
+    assert sampler.report.mined_negatives_used == 2
+
+
+def test_queries_with_unknown_positive_are_counted_not_used(catalogue):
+    products, queries = catalogue
+    stray = QueryRecord(query_id="stray", kind=T, text="nothing", positive_id="missing")
+    sampler = TrainSampler(queries + [stray], products, {T: 1, I: 1, P: 1}, batch_size=3, hard_k=0, seed=0)
+    assert sampler.report.skipped_unknown_positive == 1
+    assert sampler.report.skipped_examples == ["stray"]
+    assert all(q.query_id != "stray" for s in range(30) for q in sampler.batch(s).queries)
+
+
+def test_resume_check_rejects_a_different_data_order(catalogue):
+    saved = _sampler(catalogue).state_dict()
+    _sampler(catalogue).check_resume(saved)
+    with pytest.raises(ValueError, match="batch_size"):
+        _sampler(catalogue, batch_size=9).check_resume(saved)
