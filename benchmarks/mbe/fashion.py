@@ -35,10 +35,9 @@ import numpy as np
 from moon.data.importers.augment import augmented_query_image
 from moon.data.importers.fashion import (CATEGORY_COLUMNS, STYLES, product_from_row, attribute_query, fashion_split,
                                          read_styles)
-from moon.data.importers.images import decode_check
 from moon.data.importers.report import ImportReport
 from moon.data.records import (FULL_VIEW, IMAGE_TITLE_VIEW, IMAGE_VIEW, DataError, ProductImage,
-                               ProductRecord, QueryKind, QueryRecord)
+                               ProductRecord, QueryKind, QueryRecord, decode_image)
 
 from benchmarks.mbe.metrics import Relevance
 from benchmarks.mbe.tasks import RetrievalTask, ZeroShotTask, zero_shot_tasks
@@ -89,7 +88,7 @@ def load_catalogue(source: Union[str, Path], split: Split = "test") -> Catalogue
 
 def image_query(product: ProductRecord) -> QueryRecord:
     """i2p query: the seeded augmentation of the product's first image."""
-    img = augmented_query_image(decode_check(product.images[0].data), AUGMENT_SEED, product.product_id)
+    img = augmented_query_image(decode_image(product.images[0].data), AUGMENT_SEED, product.product_id)
     return QueryRecord(query_id=f"{product.product_id}-i2p", kind=QueryKind.IMAGE,
                        image=ProductImage.from_pil(img, "jpg", quality=90), positive_id=product.product_id)
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from moon.crop.boxes import CropPolicy, box_iou, centre_box, choose_core_box
-from moon.crop.detector import Detector, train_detector
+from moon.crop.detector import Detector, DetectorTrainConfig, train_detector
 from moon.crop.run import crop_dataset
 from moon.data.records import BoxRole
 from moon.data.shards import open_dataset
@@ -48,19 +49,26 @@ def crop_quality(detector: Detector, data: Path, split: str, policy: CropPolicy,
     centre = {f: float(np.mean([box_iou(centre_box(p.width, p.height, f), t) for p, t in zip(pils, truths)]))
               for f in CENTRE_FRACTIONS}
     best = max(centre, key=centre.get)
-    return {"images": len(images),
-            "iou_chosen_crop": float(np.mean([box_iou(c, t) for c, t in zip(chosen, truths)])),
+    iou_chosen = float(np.mean([box_iou(c, t) for c, t in zip(chosen, truths)]))
+    return {"images": len(images), "iou_chosen_crop": iou_chosen,
             "iou_chosen_unpadded": float(np.mean([box_iou(c, t) for c, t in zip(raw, truths)])),
             "iou_centre": centre, "best_centre_fraction": best, "iou_best_centre": centre[best],
+            "iou_ratio_vs_best_centre": iou_chosen / centre[best],
             "fallback_share": float(np.mean([c.fallback for c in chosen])),
             "iou_at_least_0.5": float(np.mean([box_iou(c, t) >= 0.5 for c, t in zip(raw, truths)]))}
 
 
-def run(data: Path, work: Path, epochs: int, imgsz: int, batch: int, seed: int) -> dict:
-    started = time.perf_counter()
-    detector = train_detector(data, work / "detector", overwrite=True, epochs=epochs, imgsz=imgsz, batch=batch,
-                              lr0=0.02, mosaic=0.0, warmup_epochs=0.0, seed=seed)
-    train_s = time.perf_counter() - started
+def _cpu_seconds() -> float:
+    """CPU time of this process and its children: comparable across runs on a shared machine."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run(data: Path, work: Path, overrides: dict) -> dict:
+    """Train with DetectorTrainConfig's defaults (the shipped setting) plus `overrides`, then measure."""
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    detector = train_detector(data, work / "detector", overwrite=True, **overrides)
+    train_s, train_cpu_s = time.perf_counter() - wall, _cpu_seconds() - cpu
     policy = CropPolicy()
     quality = crop_quality(detector, data, "test", policy, batch=32)
     out = work / "cropped"
@@ -68,25 +76,27 @@ def run(data: Path, work: Path, epochs: int, imgsz: int, batch: int, seed: int) 
     report = crop_dataset(Detector.load(detector.path), data, out, batch_size=32, policy=policy)
     return {"benchmark": "perf.cropper", "data": str(data),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "params": {"epochs": epochs, "imgsz": imgsz, "batch": batch, "seed": seed},
-            "detector_id": detector.detector_id, "train_seconds": train_s,
+            "params": detector.info.train.model_dump(mode="json"), "policy": policy.model_dump(mode="json"),
+            "detector_id": detector.detector_id, "train_seconds": train_s, "train_cpu_seconds": train_cpu_s,
             "train_images": detector.info.data.get("images", {}), "metrics": detector.info.metrics,
             "crop_quality_test": quality, "crop_run": report.model_dump(mode="json")}
 
 
 def _print(result: dict) -> None:
-    q, m, r = result["crop_quality_test"], result["metrics"], result["crop_run"]
+    q, m, r, p = result["crop_quality_test"], result["metrics"], result["crop_run"], result["params"]
     table = Table(title=f"cropper on {result['data']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name, value in [
         ("train images / val images", f"{result['train_images'].get('train', 0)} / {result['train_images'].get('val', 0)}"),
-        ("train seconds", f"{result['train_seconds']:.0f}"),
+        ("model / imgsz / epochs", f"{p['model']} / {p['imgsz']} / {p['epochs']}"),
+        ("train CPU seconds (wall)", f"{result['train_cpu_seconds']:.0f} ({result['train_seconds']:.0f})"),
         ("mAP50 val / test", f"{m.get('val_map50', 0):.3f} / {m.get('test_map50', float('nan')):.3f}"),
         ("mAP50-95 test", f"{m.get('test_map50_95', float('nan')):.3f}"),
         ("test images with true box", str(q["images"])),
         ("mean IoU chosen crop (padded / unpadded)", f"{q['iou_chosen_crop']:.3f} / {q['iou_chosen_unpadded']:.3f}"),
         (f"mean IoU best centre crop ({q['best_centre_fraction']})", f"{q['iou_best_centre']:.3f}"),
+        ("IoU ratio chosen crop / best centre crop", f"{q['iou_ratio_vs_best_centre']:.2f}"),
         ("share IoU >= 0.5 (unpadded)", f"{q['iou_at_least_0.5']:.3f}"),
         ("fallback share", f"{q['fallback_share']:.3f}"),
         ("crop run images / s", f"{r['images_per_second']:.1f} ({r['images']} images)"),
@@ -99,13 +109,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="moon dataset with TRUTH boxes")
     parser.add_argument("--work", type=Path, required=True, help="directory for the detector and cropped dataset")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--imgsz", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16)
+    defaults = DetectorTrainConfig()
+    parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    parser.add_argument("--imgsz", type=int, help=f"default {defaults.imgsz}")
+    parser.add_argument("--batch", type=int, help=f"default {defaults.batch}")
+    parser.add_argument("--model", help=f"default {defaults.model}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/perf/results/cropper.json"))
     args = parser.parse_args()
-    result = run(args.data, args.work, args.epochs, args.imgsz, args.batch, args.seed)
+    overrides = {k: getattr(args, k) for k in ("epochs", "imgsz", "batch", "model", "seed")
+                 if getattr(args, k) is not None}
+    result = run(args.data, args.work, overrides)
     _print(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -3,9 +3,13 @@
 A detector returns zero or many boxes per image; the encoder wants exactly one crop that
 contains the product with a little context. The policy:
 
-1. keeps detections with confidence >= `min_confidence`;
+1. keeps detections with confidence >= `min_confidence` (0.1: a detector trained for a few
+   CPU-minutes is under-confident; on MBE-synth 0.25 sent 10-60% of images to the fallback
+   and lowered the mean IoU with the true box by 0.03-0.15, while 0.05 gained nothing more);
 2. scores each by confidence, relative area (sqrt, so a big box does not win by area alone)
-   and centrality (catalogue photos centre the product; clutter sits at the edges);
+   and centrality (catalogue photos centre the product; clutter sits at the edges); on
+   MBE-synth any area weight in 0-1 and centrality weight in 0-0.4 gave the same mean IoU
+   within 0.01, so the mix stays moderate rather than tuned to one generator;
 3. pads the winner by `pad` of its width/height on each side, clamped to the image;
 4. grows it around its centre to at least `min_size` of the image side (and `min_pixels`),
    shifting rather than shrinking at the border, because a tiny crop upsampled by the
@@ -42,7 +46,7 @@ class CropPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_confidence: float = Field(0.25, ge=0.0, le=1.0, description="below this a detection is ignored")
+    min_confidence: float = Field(0.1, ge=0.0, le=1.0, description="below this a detection is ignored")
     area_weight: float = Field(0.3, ge=0.0, description="weight of sqrt(box area / image area)")
     centrality_weight: float = Field(0.2, ge=0.0, description="weight of 1 - centre distance / half diagonal")
     pad: float = Field(0.05, ge=0.0, le=1.0, description="padding per side, fraction of box width/height")

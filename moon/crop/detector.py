@@ -7,6 +7,12 @@ by ultralytics with `torch.load(weights_only=False)`, i.e. it is unpickled: pass
 you trust. ultralytics' own `best.pt` (written by this training) is unpickled once to
 extract the weights, which are then saved as safetensors.
 
+The default network is `moon-yolo-tiny.yaml`, shipped in moon/crop/models: YOLOv8 at a
+fraction of 'n' (see that file), because from scratch on CPU the number of optimizer steps
+decides quality, and a smaller network buys more of them in the same minutes. The other
+defaults of DetectorTrainConfig were measured on MBE-synth the same way
+(benchmarks/perf/cropper.py).
+
 A saved detector directory holds `detector.safetensors` (the weights), `detector.json`
 (architecture, class names, image size, training config, metrics) and the ultralytics run
 it came from. `Detector.load` rebuilds the network from the architecture and loads the
@@ -37,6 +43,8 @@ from moon.data.shards import atomic_write_json
 
 log = logging.getLogger(__name__)
 
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "moon-yolo-tiny.yaml"
 WEIGHTS_FILE = "detector.safetensors"
 INFO_FILE = "detector.json"
 FORMAT_VERSION = 1
@@ -45,6 +53,17 @@ FORMAT_VERSION = 1
 class DetectorTrainConfig(BaseModel):
     """What `train_detector` trains with; stored in detector.json.
 
+    The defaults train a detector that beats a centre crop on MBE-synth (128 px scenes,
+    ~1800 train images) in about 3 CPU-minutes on 2 cores; each was chosen by measurement
+    (table in benchmarks/perf/cropper.py):
+    - the tiny packaged network at `imgsz` 96: a from-scratch YOLO sits on a loss plateau
+      for its first few hundred steps, so cheap steps matter more than capacity;
+    - AdamW at lr0 0.002 leaves that plateau within ~2 epochs where SGD (0.02-0.05) needs
+      5 or more, and no warmup, which would spend the short run at a low rate;
+    - no mosaic: it tiles four scenes into one, so "the main product" stops being the
+      largest object, which is what the crop policy relies on;
+    - no validation after every epoch (only after the last): on a short run it costs
+      ~10% of the time and the last epoch is the best one anyway.
     `nbs` (ultralytics' nominal batch size) is set to `batch`, so every batch is one
     optimizer step: the default 64 accumulates gradients over 64 images, which leaves a
     small product dataset with only a handful of updates per epoch.
@@ -52,16 +71,22 @@ class DetectorTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("yolov8n.yaml", description="ultralytics model yaml (fresh network) or a local .pt")
-    epochs: int = Field(50, ge=1)
-    imgsz: int = Field(320, ge=32, description="training and prediction image size (pixels)")
+    model: str = Field(DEFAULT_MODEL, description=(
+        "a model yaml shipped with moon (moon/crop/models), an ultralytics model yaml (fresh network, "
+        "e.g. yolov8n.yaml) or a local .pt"))
+    epochs: int = Field(12, ge=1)
+    imgsz: int = Field(96, ge=32, description="training and prediction image size (pixels)")
     classes: ClassMode = "product"
     seed: int = 0
     batch: int = Field(16, ge=1)
-    optimizer: Literal["SGD", "Adam", "AdamW"] = "SGD"
-    lr0: float = Field(0.01, gt=0.0)
-    mosaic: float = Field(1.0, ge=0.0, le=1.0, description="probability of mosaic augmentation")
-    warmup_epochs: float = Field(3.0, ge=0.0)
+    optimizer: Literal["SGD", "Adam", "AdamW"] = "AdamW"
+    lr0: float = Field(0.002, gt=0.0, description="initial learning rate (SGD wants ~0.01-0.03)")
+    mosaic: float = Field(0.0, ge=0.0, le=1.0, description="probability of mosaic augmentation")
+    scale: float = Field(0.2, ge=0.0, lt=1.0, description="random zoom augmentation: gain in [1-scale, 1+scale]")
+    translate: float = Field(0.05, ge=0.0, le=0.5, description="random shift augmentation, fraction of the image")
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    validate_every_epoch: bool = Field(False, description=(
+        "validate after every epoch (keeps the best epoch, enables `patience`); else only after the last"))
     patience: int = Field(50, ge=1, description="epochs without val improvement before stopping")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="train images held out when there is no val split")
     workers: int = Field(0, ge=0, description="dataloader workers (0: in the main process)")
@@ -98,18 +123,27 @@ def _device(requested: Optional[str]) -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
-def _check_model_source(model: str) -> None:
-    """Refuse anything that would make ultralytics download weights."""
+def packaged_models() -> list[str]:
+    """Names of the model yamls shipped with moon, usable as `model=`."""
+    return sorted(p.name for p in MODELS_DIR.glob("*.yaml"))
+
+
+def resolve_model(model: str) -> str:
+    """The path or name ultralytics should build `model` from; refuses anything it would download."""
+    if model in packaged_models():
+        return str(MODELS_DIR / model)
     lower = model.lower()
     if "://" in model:
         raise ValueError(f"model {model!r}: URLs are not accepted; moon never downloads weights "
-                         "(pass a model yaml such as yolov8n.yaml, or a local .pt file)")
+                         f"(pass a model yaml such as {DEFAULT_MODEL}, or a local .pt file)")
     if lower.endswith(".pt"):
         if not Path(model).is_file():
             raise ValueError(f"model {model!r}: local .pt file not found (moon never downloads weights; "
-                             "pass a model yaml such as yolov8n.yaml to train from scratch)")
+                             f"pass a model yaml such as {DEFAULT_MODEL} to train from scratch)")
     elif not lower.endswith((".yaml", ".yml")):
-        raise ValueError(f"model {model!r}: expected a model yaml (e.g. yolov8n.yaml) or a local .pt file")
+        raise ValueError(f"model {model!r}: expected a model yaml ({', '.join(packaged_models())}, "
+                         "an ultralytics one such as yolov8n.yaml, or a path) or a local .pt file")
+    return model
 
 
 class Detector:
@@ -210,14 +244,14 @@ def train_detector(data: Union[str, Path], out_dir: Union[str, Path], *, overwri
     """Train a detector on `data` (moon dataset or YOLO dataset dir) into `out_dir`.
 
     `config` fields are those of DetectorTrainConfig (model, epochs, imgsz, classes, seed,
-    batch, ...). Returns the loaded detector; its `info.metrics` holds val (and, when the
-    data has a test split, test) mAP50 and mAP50-95.
+    batch, ...); unset ones take its measured defaults. Returns the loaded detector; its
+    `info.metrics` holds val (and, when the data has a test split, test) mAP50 and mAP50-95.
     """
     try:
         cfg = DetectorTrainConfig(**config)
     except ValidationError as exc:
         raise ValueError(format_validation_error(exc, "detector config")) from exc
-    _check_model_source(cfg.model)
+    model_source = resolve_model(cfg.model)
     out_dir = Path(out_dir)
     if (out_dir / INFO_FILE).exists() and not overwrite:
         raise ValueError(f"{out_dir}: already holds a detector ({INFO_FILE}); choose another "
@@ -231,15 +265,15 @@ def train_detector(data: Union[str, Path], out_dir: Union[str, Path], *, overwri
     ultralytics = import_ultralytics(out_dir / "ultralytics")
     device = _device(cfg.device)
     try:
-        model = ultralytics.YOLO(cfg.model)
+        model = ultralytics.YOLO(model_source)
     except FileNotFoundError as exc:
         raise ValueError(f"model {cfg.model!r}: not a local file nor an ultralytics model config ({exc})") from exc
     run_dir = out_dir / "runs"
     train_args = dict(data=str(yolo_data.data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                      nbs=cfg.batch, optimizer=cfg.optimizer, lr0=cfg.lr0, mosaic=cfg.mosaic,
-                      close_mosaic=0 if cfg.mosaic == 0 else min(10, cfg.epochs // 4),
-                      warmup_epochs=cfg.warmup_epochs, patience=cfg.patience, seed=cfg.seed,
-                      deterministic=True, workers=cfg.workers, device=device,
+                      nbs=cfg.batch, optimizer=cfg.optimizer, lr0=cfg.lr0, mosaic=cfg.mosaic, scale=cfg.scale,
+                      translate=cfg.translate, close_mosaic=0 if cfg.mosaic == 0 else min(10, cfg.epochs // 4),
+                      warmup_epochs=cfg.warmup_epochs, val=cfg.validate_every_epoch, patience=cfg.patience,
+                      seed=cfg.seed, deterministic=True, workers=cfg.workers, device=device,
                       amp=device != "cpu", plots=False, project=str(run_dir), name="train",
                       exist_ok=True, verbose=False)
     metrics_obj = model.train(**train_args)

@@ -14,7 +14,6 @@ left out is reported.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -23,9 +22,8 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 import yaml
-from PIL import Image, UnidentifiedImageError
 
-from moon.data.records import Box, BoxRole, DataError, ProductImage
+from moon.data.records import Box, BoxRole, DataError, ProductImage, decode_image
 from moon.data.shards import MANIFEST, Dataset
 
 ClassMode = Literal["product", "leaf"]
@@ -75,9 +73,8 @@ def yolo_label_line(box: Box, class_id: int, width: int, height: int) -> Optiona
 
 def _image_size(image: ProductImage, where: str) -> tuple[int, int]:
     try:
-        with Image.open(io.BytesIO(image.data)) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
+        return decode_image(image.data).size
+    except DataError as exc:
         raise DataError(f"{where}: image is not a readable {image.format.upper()} ({exc})") from exc
 
 

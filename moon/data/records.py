@@ -24,6 +24,24 @@ class DataError(ValueError):
     """A problem with user data, named by where it is (file, sample, field)."""
 
 
+# Every way a decoder can reject bytes. ImportError is here because ultralytics, once
+# imported, patches PIL.Image.open to import an optional HEIF plugin on unidentified input.
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError,
+                  Image.DecompressionBombError)
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Fully decode image bytes (truncated files fail here, not later in training).
+
+    Raises DataError with the decoder's reason; callers add which file or field it was."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{type(exc).__name__}: {exc}") from exc
+    return img
+
+
 class BoxRole(str, Enum):
     """Why a box is stored: the ground truth of a generator, or the chosen core region."""
 
@@ -72,9 +90,8 @@ class ProductImage(BaseModel):
     def to_pil(self) -> Image.Image:
         """Decode to RGB; raises DataError (not a PIL internal error) on corrupt bytes."""
         try:
-            img = Image.open(io.BytesIO(self.data))
-            img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            img = decode_image(self.data)
+        except DataError as exc:
             raise DataError(f"image is not a readable {self.format.upper()} ({exc})") from exc
         return img.convert("RGB")
 

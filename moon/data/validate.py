@@ -21,17 +21,16 @@ members) are reported but do not fail validation.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
-from moon.data.records import SCHEMA_VERSION, Box, ProductImage, ProductRecord, QueryRecord
+from moon.data.records import (SCHEMA_VERSION, Box, DataError, ProductImage, ProductRecord, QueryRecord,
+                                decode_image)
 from moon.data.shards import MANIFEST, DatasetManifest, ShardInfo, iter_tar_samples
 
 Severity = Literal["error", "warning"]
@@ -89,9 +88,8 @@ def _check_image(data: bytes, fmt: str, boxes_meta, field: str) -> list[tuple[st
     """(field, message) problems of one image member and its boxes."""
     problems = []
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        img = decode_image(data)
+    except DataError as exc:
         return [(field, f"image does not decode ({exc})")]
     if img.format != _PIL_FORMATS.get(fmt):
         problems.append((field, f"declared format '{fmt}' but the bytes are {img.format}"))

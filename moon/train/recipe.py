@@ -224,7 +224,8 @@ class Recipe(_Strict):
             "gradient_clipping": o.grad_clip,
             "optimizer": {"type": "AdamW", "params": {
                 "lr": o.lr, "betas": list(o.betas), "eps": o.eps, "weight_decay": o.weight_decay,
-                **({"torch_adam": True} if torch_adam else {})}},
+                # torch's fused CPU AdamW: one kernel for all tensors, ~2x the per-tensor loop.
+                **({"torch_adam": True, "fused": not use_cuda} if torch_adam else {})}},
             "scheduler": schedule,
             "zero_optimization": zero,
             "bf16": {"enabled": ds.precision == "bf16"},
@@ -245,8 +246,16 @@ class Recipe(_Strict):
 # ---- loading ---------------------------------------------------------------------------------
 
 
+_YAML11_BOOLEAN_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def _parse_scalar(text: str) -> Any:
-    """Override values are YAML scalars/flow collections: 1e-3, true, null, [32, 64], {a: 1}."""
+    """Override values are YAML scalars/flow collections: 1e-3, true, null, [32, 64], {a: 1}.
+
+    Only true/false are booleans (YAML 1.2): `moe.mode=off` must stay the string 'off'.
+    """
+    if text.strip().lower() in _YAML11_BOOLEAN_WORDS:
+        return text.strip()
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

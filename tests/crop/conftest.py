@@ -19,9 +19,13 @@ from moon.data.shards import DatasetWriter
 SPLITS = {"train": (42, 11), "val": (8, 12), "test": (12, 13)}
 """split -> (products, seed)"""
 
-TRAIN_SETTINGS = dict(epochs=20, imgsz=128, batch=8, lr0=0.03, optimizer="SGD", mosaic=0.0,
-                      warmup_epochs=0.0, seed=0)
-"""Small data from scratch needs many steps: one optimizer step per batch of 8, no mosaic."""
+TRAIN_SETTINGS = dict(epochs=25, imgsz=128, batch=8, seed=0)
+"""The shipped defaults (tiny packaged network, AdamW), with more steps for this small set.
+
+~60 train images give 8 steps of 8 per epoch; from scratch the network leaves its loss
+plateau after ~150 steps (16 epochs: nothing found; 20: found, for seeds 0 and 1), so
+25 epochs (~30 CPU-seconds) keeps a margin.
+"""
 
 
 def draw_scene(rng: np.random.Generator) -> tuple[Image.Image, Box]:

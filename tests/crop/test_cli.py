@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from moon.cli.app import app
-from moon.crop.detector import INFO_FILE, Detector
+from moon.crop.boxes import CropPolicy
+from moon.crop.detector import INFO_FILE, Detector, DetectorTrainConfig
 
 runner = CliRunner()
 
@@ -42,3 +44,18 @@ def test_crop_errors_are_one_line(tmp_path: Path):
     assert result.exit_code == 2 and "not a moon detector" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["crop", "train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "d")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def _option_help(command: str) -> dict[str, str]:
+    crop = typer.main.get_command(app).commands["crop"]
+    return {p.name: p.help or "" for p in crop.commands[command].params}
+
+
+def test_help_states_the_library_defaults():
+    """The CLI leaves unset options to the library, so its help must quote the library's defaults."""
+    train, config = _option_help("train"), DetectorTrainConfig()
+    for name in ("model", "epochs", "imgsz", "classes", "batch", "optimizer", "lr0", "mosaic", "seed"):
+        assert f"(default {getattr(config, name)})" in train[name], (name, train[name])
+    run, policy = _option_help("run"), CropPolicy()
+    for name in ("min_confidence", "pad", "min_size"):
+        assert f"(default {getattr(policy, name)})" in run[name], (name, run[name])

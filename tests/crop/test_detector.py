@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from moon.crop.boxes import CropPolicy, box_iou, centre_box, choose_core_box
-from moon.crop.detector import INFO_FILE, WEIGHTS_FILE, Detector, train_detector
+from moon.crop.detector import (
+    DEFAULT_MODEL,
+    INFO_FILE,
+    MODELS_DIR,
+    WEIGHTS_FILE,
+    Detector,
+    DetectorTrainConfig,
+    resolve_model,
+    train_detector,
+)
+from moon.crop.ultralytics_env import default_settings_dir, import_ultralytics
 from moon.crop.yolo_data import open_yolo_dataset
 from moon.data.records import BoxRole, DataError
 from moon.data.shards import open_dataset
@@ -42,6 +52,7 @@ def test_detector_reloads_from_safetensors_with_same_predictions(trained_detecto
     assert reloaded.predict(pils[:4]) == trained_detector.predict(pils[:4])
     info = json.loads((trained_detector.path / INFO_FILE).read_text())
     assert info["train"]["imgsz"] == 128 and info["class_names"] == ["product"]
+    assert info["train"]["model"] == DEFAULT_MODEL and info["architecture"]["width_multiple"] == 0.125
     assert not list(trained_detector.path.glob("ultralytics/**/*.pt")), "nothing may be downloaded"
 
 
@@ -66,10 +77,23 @@ def test_weights_changed_after_training_are_refused(trained_detector: Detector, 
         Detector.load(tmp_path)
 
 
+def test_default_model_is_the_packaged_tiny_network():
+    path = Path(resolve_model(DetectorTrainConfig().model))
+    assert path.parent == MODELS_DIR and path.is_file()
+    assert resolve_model("yolov8n.yaml") == "yolov8n.yaml", "ultralytics' own configs pass through"
+    import_ultralytics(default_settings_dir())
+    from ultralytics.nn.tasks import DetectionModel
+
+    tiny = DetectionModel(str(path), nc=1, verbose=False)
+    nano = DetectionModel("yolov8n.yaml", nc=1, verbose=False)
+    n_params = [sum(p.numel() for p in net.parameters()) for net in (tiny, nano)]
+    assert n_params[0] < n_params[1] / 3, n_params
+
+
 @pytest.mark.parametrize("model, message", [
     ("yolov8n.pt", "local .pt file not found"),
     ("https://example.com/yolo.pt", "URLs are not accepted"),
-    ("resnet50", "expected a model yaml"),
+    ("resnet50", f"expected a model yaml \\({DEFAULT_MODEL}"),
     ("no-such-model.yaml", "not a local file nor an ultralytics model config"),
 ])
 def test_train_refuses_models_that_would_download(scene_dataset: Path, tmp_path: Path, model, message):

@@ -1,3 +1,4 @@
+import PIL.Image
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -12,6 +13,7 @@ from moon.data.records import (
     ProductView,
     QueryKind,
     QueryRecord,
+    decode_image,
     format_validation_error,
 )
 
@@ -51,6 +53,24 @@ def test_image_picks_most_confident_box_of_a_role():
 def test_corrupt_image_raises_data_error():
     with pytest.raises(DataError, match="not a readable JPG"):
         ProductImage(data=b"garbage").to_pil()
+
+
+def test_corrupt_image_is_a_data_error_when_pil_open_is_patched_to_import_a_plugin(monkeypatch):
+    """ultralytics patches Image.open to import an optional HEIF plugin on unknown bytes;
+    a missing plugin must still surface as DataError, not ModuleNotFoundError."""
+    def patched_open(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+
+    monkeypatch.setattr(PIL.Image, "open", patched_open)
+    with pytest.raises(DataError, match="ModuleNotFoundError"):
+        decode_image(b"garbage")
+
+
+def test_corrupt_image_is_a_data_error_after_ultralytics_is_imported():
+    import ultralytics  # noqa: F401  (its import patches PIL.Image.open)
+
+    with pytest.raises(DataError, match="not a readable PNG"):
+        ProductImage(data=b"\x89PNG garbage", format="png").to_pil()
 
 
 @pytest.mark.parametrize("kind,text,image,ok", [

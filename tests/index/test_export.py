@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
+import torch.distributed
 
 from moon.data.records import DataError, ProductView
 from moon.data.shards import open_dataset
@@ -74,6 +76,9 @@ def test_ranks_split_chunks_and_last_rank_finalises(tiny_text_embedder, make_dat
 
 def test_rank_from_torchrun_environment(tiny_text_embedder, make_dataset, monkeypatch):
     data = make_dataset(8)
+    # An earlier in-process test may have initialised torch.distributed (world size 1),
+    # which export rightly prefers; this test is about the launcher variables.
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = export_embeddings(tiny_text_embedder, data, "test", data.parent / "env", chunk_size=2,

@@ -29,9 +29,10 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from moon.data.importers.augment import augmented_query_image
-from moon.data.importers.images import decode_check, product_image
+from moon.data.importers.images import product_image
 from moon.data.importers.report import REPORT_NAME, ImportReport
-from moon.data.records import DataError, ProductImage, ProductRecord, QueryKind, QueryRecord, format_validation_error
+from moon.data.records import (DataError, ProductImage, ProductRecord, QueryKind, QueryRecord, decode_image,
+                                format_validation_error)
 from moon.data.shards import DatasetWriter
 
 CATEGORY_COLUMNS = ["masterCategory", "subCategory", "articleType"]
@@ -120,7 +121,7 @@ def product_from_row(source: Path, row: dict[str, str]) -> ProductRecord:
 def training_queries(record: ProductRecord, seed: int) -> list[QueryRecord]:
     """Two text queries and one augmented image query with this product as the positive."""
     pid = record.product_id
-    query_img = augmented_query_image(decode_check(record.images[0].data), seed, pid)
+    query_img = augmented_query_image(decode_image(record.images[0].data), seed, pid)
     image = ProductImage.from_pil(query_img, "jpg", quality=90)
     return [
         QueryRecord(query_id=f"{pid}-title", kind=QueryKind.TEXT, text=record.title, positive_id=pid),

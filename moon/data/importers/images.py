@@ -7,28 +7,17 @@ DataError, which importers turn into a reported bad row.
 
 from __future__ import annotations
 
-import io
-
-from PIL import Image, UnidentifiedImageError
-
-from moon.data.records import DataError, ProductImage
+from moon.data.records import DataError, ProductImage, decode_image
 
 _KEEP = {"JPEG": "jpg", "PNG": "png"}
 
 
-def decode_check(data: bytes) -> Image.Image:
-    """Fully decode `data` (truncated files fail here, not later in training)."""
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"corrupt image: {exc}") from exc
-    return img
-
-
 def product_image(data: bytes) -> ProductImage:
     """A ProductImage from raw file bytes, re-encoding only formats the shards do not store."""
-    img = decode_check(data)
+    try:
+        img = decode_image(data)
+    except DataError as exc:
+        raise DataError(f"corrupt image: {exc}") from exc
     fmt = _KEEP.get(img.format or "")
     if fmt is not None:
         return ProductImage(data=data, format=fmt)
