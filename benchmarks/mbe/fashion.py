@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -57,6 +57,8 @@ class Catalogue:
     products: list[ProductRecord]
     report: ImportReport
     data_id: str
+    crop: Optional[Callable[[Sequence[QueryRecord]], list[QueryRecord]]] = None
+    """Adds CORE boxes to the i2p query images when the products were cropped too."""
 
 
 def load_catalogue(source: Union[str, Path], split: Split = "test") -> Catalogue:
@@ -86,6 +88,21 @@ def load_catalogue(source: Union[str, Path], split: Split = "test") -> Catalogue
     return Catalogue(source, split, products, report, f"fashion:{source.name}@{digest}")
 
 
+def crop_catalogue(catalogue: Catalogue, detector_dir: Union[str, Path], batch_size: int = 32) -> Catalogue:
+    """The catalogue with the detector's CORE box on every product image and i2p query image,
+    as `moon crop run` adds them to training data: a model trained on cropped data is scored
+    on inputs prepared the same way."""
+    from moon.crop.detector import Detector
+    from moon.crop.run import add_core_boxes
+
+    detector = Detector.load(detector_dir)
+    products = add_core_boxes(detector, catalogue.products, batch_size=batch_size, where=str(catalogue.source))
+    return Catalogue(catalogue.source, catalogue.split, products, catalogue.report,
+                     f"{catalogue.data_id}+crops:{detector.detector_id}",
+                     crop=lambda queries: add_core_boxes(detector, queries, batch_size=batch_size,
+                                                         where=f"{catalogue.source} i2p queries"))
+
+
 def image_query(product: ProductRecord) -> QueryRecord:
     """i2p query: the seeded augmentation of the product's first image."""
     img = augmented_query_image(decode_image(product.images[0].data), AUGMENT_SEED, product.product_id)
@@ -104,10 +121,13 @@ def fashion_tasks(catalogue: Catalogue, group_level: int = 0) -> list[Union[Retr
     groups = np.array([p.category[group_level] for p in products], dtype=object)
     t2p_text = np.array([attribute_query(p.attributes, p.category[-1]) for p in products], dtype=object)
     t2p_queries, first = np.unique(t2p_text, return_index=True)
+    image_queries = [image_query(p) for p in products]
+    if catalogue.crop is not None:
+        image_queries = catalogue.crop(image_queries)
     tasks: list[Union[RetrievalTask, ZeroShotTask]] = [
         RetrievalTask("t2i", [p.title for p in products], IMAGE_VIEW, own,
                       metrics=("R@1", "R@10", "MRR@10"), groups=groups),
-        RetrievalTask("i2p", [image_query(p) for p in products], FULL_VIEW, own,
+        RetrievalTask("i2p", image_queries, FULL_VIEW, own,
                       metrics=("R@1", "R@10"), groups=groups),
         RetrievalTask("t2p", [str(q) for q in t2p_queries], FULL_VIEW,
                       Relevance.from_groups(t2p_queries, t2p_text),

@@ -24,7 +24,7 @@ from moon.model.fingerprint import config_hash
 from moon.model.registry import load_embedder
 
 from benchmarks.mbe.examples import retrieval_examples
-from benchmarks.mbe.fashion import Split, fashion_tasks, load_catalogue
+from benchmarks.mbe.fashion import Split, crop_catalogue, fashion_tasks, load_catalogue
 from benchmarks.mbe.results import RunResult, make_result
 from benchmarks.mbe.tasks import (ProbeTask, RetrievalTask, TaskScore, ZeroShotTask, category_values,
                                   distinct_labels, label_indices, query_retrieval_tasks, score_probe,
@@ -110,14 +110,19 @@ def _load(model: Union[str, Path, Embedder]) -> tuple[Embedder, str]:
 
 def run_fashion(model: Union[str, Path, Embedder], catalogue: Union[str, Path], split: Split = "test",
                 breakdown: bool = False, group_level: int = 0, batch_size: int = 32,
-                show_progress: bool = True, examples: int = 0) -> RunResult:
+                show_progress: bool = True, examples: int = 0,
+                detector: Optional[Union[str, Path]] = None) -> RunResult:
     """The README's five fashion tasks on a catalogue folder (test split or all products).
 
     `examples` sampled queries per retrieval task keep their top-5 products in the result.
+    `detector` (a `moon crop train` directory) adds core-region boxes to the scored products
+    and image queries, for models trained on cropped data.
     """
     started = time.perf_counter()
     embedder, model_path = _load(model)
     data = load_catalogue(catalogue, split)
+    if detector is not None:
+        data = crop_catalogue(data, detector, batch_size=batch_size)
     scores = run_tasks(embedder, data.products, fashion_tasks(data, group_level), breakdown=breakdown,
                        batch_size=batch_size, show_progress=show_progress, examples=examples)
     report = data.report

@@ -11,6 +11,8 @@ import sys
 
 import typer
 
+from moon.cli.errors import USER_ERROR_EXIT, user_error_message
+
 app = typer.Typer(name="moon", help="MOON toolkit: product representation foundation models.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
@@ -38,19 +40,14 @@ app.command("report")(_report.report)
 
 
 def main() -> None:
-    """Run the CLI; user-facing errors become one clear line and exit code 2.
-
-    Errors about the user's input (bad data, recipe, model directory, missing file) are
-    ValueError/OSError subclasses raised with a message naming the file and field; a
-    traceback would only hide that message. Set MOON_DEBUG=1 to see the traceback anyway.
-    """
+    """Run the CLI; user-facing errors become one clear line and exit code 2 (moon.cli.errors)."""
     try:
         app()
     except (ValueError, OSError) as exc:
         if os.environ.get("MOON_DEBUG"):
             raise
-        print(f"moon: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        print(user_error_message(exc), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
     except KeyboardInterrupt:
         print("moon: interrupted", file=sys.stderr)
         sys.exit(130)

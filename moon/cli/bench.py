@@ -7,6 +7,7 @@ API); it is imported inside the commands so that `moon --help` does not load it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -61,6 +62,8 @@ def fashion(catalogue: Path = typer.Option(..., help="folder with styles.csv and
             category_level: int = typer.Option(0, help="0 masterCategory, 1 subCategory, 2 articleType"),
             examples: int = typer.Option(8, min=0, help="queries per retrieval task kept with their top-5 "
                                                         "products for `moon report` (0: none)"),
+            detector: Optional[Path] = typer.Option(None, help="`moon crop train` directory: add core-region "
+                                                    "crops to products and image queries, as in training"),
             batch_size: int = typer.Option(32, min=1)) -> None:
     """The fashion catalogue's five tasks (t2i, i2p, t2p, cls, attr) as its README defines them."""
     from benchmarks.mbe.runner import run_fashion
@@ -68,7 +71,7 @@ def fashion(catalogue: Path = typer.Option(..., help="folder with styles.csv and
     if split not in ("test", "all"):
         raise ValueError(f"--split must be 'test' or 'all', got {split!r}")
     result = run_fashion(model, catalogue, split=split, breakdown=per_category, group_level=category_level,
-                         batch_size=batch_size, examples=examples)
+                         batch_size=batch_size, examples=examples, detector=detector)
     _print_result(result, out)
 
 

@@ -7,32 +7,18 @@ the output directory (detector.json, crop_report.json).
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from moon.data.records import format_validation_error
+from moon.cli.errors import user_errors
 
 app = typer.Typer(help="Core-region cropper: train a YOLO product detector, crop a dataset.",
                   no_args_is_help=True)
 console = Console()
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad input (DataError/ValueError/missing file) -> one line per problem on stderr, exit code 2."""
-    try:
-        yield
-    except (ValueError, OSError) as exc:
-        message = format_validation_error(exc, "options") if isinstance(exc, ValidationError) else str(exc)
-        print(f"moon: error: {message}", file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 def _table(title: str, rows: dict) -> Table:
@@ -71,7 +57,7 @@ def train(data: Path = typer.Option(..., "--data", help="moon dataset (boxes exp
 
     The defaults beat a centre crop on MBE-synth in ~3 CPU-minutes (see DetectorTrainConfig).
     """
-    with _user_errors():
+    with user_errors():
         from moon.crop.detector import train_detector
 
         detector = train_detector(data, out, overwrite=overwrite, **_set(
@@ -96,7 +82,7 @@ def run(detector: Path = typer.Option(..., "--detector", help="directory written
             "minimum crop side, fraction of the image (default 0.15)")),
         device: Optional[str] = typer.Option(None, "--device")) -> None:
     """Add a CORE box to every product and query image; skips shards already done."""
-    with _user_errors():
+    with user_errors():
         from moon.crop.boxes import CropPolicy
         from moon.crop.detector import Detector
         from moon.crop.run import REPORT_FILE, crop_dataset

@@ -7,15 +7,14 @@ writes the full result as JSON (next to the dataset unless told otherwise).
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from moon.cli.errors import user_errors
 from moon.data.importers.fashion import import_fashion
 from moon.data.importers.mbe import MbeMapping, import_mbe
 from moon.data.importers.report import REPORT_NAME, ImportReport
@@ -31,16 +30,6 @@ app.add_typer(import_app, name="import")
 console = Console()
 STATS_NAME = "stats.json"
 VALIDATION_NAME = "validation.json"
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad input (DataError/ValueError/missing file) -> one line on stderr, exit code 2."""
-    try:
-        yield
-    except (ValueError, OSError) as exc:
-        print(f"moon: error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 def _print_stats(stats: dict) -> None:
@@ -92,7 +81,7 @@ def synth(out: Path = typer.Option(..., "--out", help="output dataset directory"
           image_size: int = typer.Option(128, "--image-size", help="square image side in pixels"),
           overwrite: bool = typer.Option(False, "--overwrite", help="replace a dataset already at --out")) -> None:
     """Generate MBE-synth (the built-in benchmark) and print its statistics."""
-    with _user_errors():
+    with user_errors():
         config = SynthConfig(products=products, seed=seed, workers=workers, image_size=image_size)
         generate(config, out, overwrite=overwrite)
         stats = dataset_stats(open_dataset(out))
@@ -105,7 +94,7 @@ def stats(path: Path = typer.Argument(..., help="dataset directory"),
           json_out: Optional[Path] = typer.Option(None, "--json", help=f"where to write (default PATH/{STATS_NAME})")
           ) -> None:
     """Print counts per split, categories, attribute values, images per product."""
-    with _user_errors():
+    with user_errors():
         result = dataset_stats(open_dataset(path))
     _print_stats(result)
     _write_json(json_out or path / STATS_NAME, result)
@@ -129,7 +118,7 @@ def validate(path: Path = typer.Argument(..., help="dataset directory"),
     verdict = "[green]OK[/green]" if result.ok else "[red]FAILED[/red]"
     console.print(f"{verdict}: {result.errors} error(s), {result.warnings} warning(s); samples read: {samples}")
     target = report or (path / VALIDATION_NAME if path.is_dir() else Path(VALIDATION_NAME))
-    with _user_errors():
+    with user_errors():
         _write_json(target, result.model_dump(mode="json"))
     if not result.ok:
         raise typer.Exit(1)
@@ -162,7 +151,7 @@ def import_fashion_cmd(source: Path = typer.Argument(..., help="folder with styl
                        limit: Optional[int] = typer.Option(None, "--limit", help="import only the first N rows"),
                        overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Import the fashion-catalogue layout (train/test split by id hash, training queries)."""
-    with _user_errors():
+    with user_errors():
         report = import_fashion(source, out, seed=seed, limit=limit, overwrite=overwrite)
     _print_import(report)
 
@@ -174,7 +163,7 @@ def import_mbe_cmd(source: Path = typer.Argument(..., help="MBE rows: .jsonl, .j
                    queries: Optional[Path] = typer.Option(None, "--queries", help="separate query rows"),
                    overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Import the MBE benchmark layout (doc_* product fields, mapped query fields)."""
-    with _user_errors():
+    with user_errors():
         m = MbeMapping.from_yaml(mapping) if mapping else MbeMapping()
         report = import_mbe(source, out, mapping=m, queries=queries, overwrite=overwrite)
     _print_import(report)

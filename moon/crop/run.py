@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
@@ -195,6 +195,19 @@ def _commit(out_dir: Path, manifest: DatasetManifest, source: Dataset, key: str,
     manifest.tables[key] = TableManifest(count=sum(s.count for s in ordered), shards=ordered)
     manifest.info["crop"]["inputs"][shard.name] = shard.sha256
     atomic_write_json(out_dir / MANIFEST, manifest.model_dump(mode="json"))
+
+
+def add_core_boxes(detector: Detector, records: Sequence[Union[ProductRecord, QueryRecord]],
+                   policy: CropPolicy = CropPolicy(), batch_size: int = 32,
+                   where: str = "records") -> list[Union[ProductRecord, QueryRecord]]:
+    """`records` with the detector's CORE box on every image, in memory.
+
+    For data that is never written as shards, such as a benchmark's test products and image
+    queries, which must be cropped the way the training data was."""
+    report = CropReport(detector_id=detector.detector_id, out_dir="", complete=False)
+    records = list(records)
+    keys = [getattr(r, "product_id", None) or getattr(r, "query_id") for r in records]
+    return _ShardCropper(detector, policy, batch_size, report).crop(where, keys, records)
 
 
 def crop_dataset(detector: Detector, in_dataset: Union[str, Path], out_dataset: Union[str, Path],

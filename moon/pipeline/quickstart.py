@@ -68,8 +68,8 @@ class QuickstartConfig(BaseModel):
     baseline_recipe: Path = RECIPE_DIR / "openclip-baseline-cpu.yaml"
     image_size: int = Field(128, ge=64, le=512)
     detector_products: int = Field(200, ge=10, description="train products whose images train the detector")
-    detector_epochs: int = Field(6, ge=1)
-    detector_imgsz: int = Field(128, ge=32)
+    detector_epochs: int = Field(12, ge=1, description="epochs of `moon crop train`'s default network and optimiser")
+    detector_imgsz: int = Field(96, ge=32)
     negatives_k: int = Field(8, ge=1, description="hard negatives mined per training pair")
     workers: int = Field(2, ge=1, description="MBE-synth rendering processes (output does not depend on it)")
     show_progress: bool = True
@@ -212,8 +212,7 @@ class Quickstart:
         c = self.config
         sample = self._detector_sample(out / "sample")
         detector = train_detector(out / "sample", self.detector, overwrite=True, epochs=c.detector_epochs,
-                                  imgsz=c.detector_imgsz, batch=16, lr0=0.02, mosaic=0.0, warmup_epochs=0.0,
-                                  seed=c.seed)
+                                  imgsz=c.detector_imgsz, seed=c.seed)
         return {"detector": str(self.detector), "detector_id": detector.detector_id, "sample": sample,
                 "images": detector.info.data.get("images", {}), "metrics": detector.info.metrics}
 

@@ -3,10 +3,12 @@ import io
 import numpy as np
 from PIL import Image
 
+from moon.crop.detector import train_detector
 from moon.data.importers.fashion import attribute_query, fashion_split
-from moon.data.records import FULL_VIEW, IMAGE_TITLE_VIEW, IMAGE_VIEW, QueryKind
+from moon.data.records import FULL_VIEW, IMAGE_TITLE_VIEW, IMAGE_VIEW, BoxRole, QueryKind
 
-from benchmarks.mbe.fashion import fashion_tasks, image_query, load_catalogue
+from benchmarks.mbe.fashion import crop_catalogue, fashion_tasks, image_query, load_catalogue
+from tests.crop.conftest import write_scene_dataset
 
 TASK_ORDER = ["t2i", "i2p", "t2p", "cls.articleType", "cls.subCategory", "cls.masterCategory",
               "attr.baseColour", "attr.gender", "attr.usage", "attr.season"]
@@ -51,6 +53,23 @@ def test_image_query_is_the_seeded_augmentation(mini_catalogue):
     original = np.asarray(product.images[0].to_pil(), dtype=np.float32)
     query = np.asarray(Image.open(io.BytesIO(first.image.data)).convert("RGB"), dtype=np.float32)
     assert query.shape == original.shape and np.abs(query - original).mean() > 2
+
+
+def test_crop_catalogue_boxes_every_product_and_image_query_like_training_data(mini_catalogue, tmp_path):
+    # One epoch: this checks the plumbing (every image gets one CORE box with provenance),
+    # not detection quality, which tests/crop covers.
+    detector = train_detector(write_scene_dataset(tmp_path / "scenes"), tmp_path / "det", epochs=1, imgsz=64)
+    plain = load_catalogue(mini_catalogue, "all")
+    cropped = crop_catalogue(plain, tmp_path / "det")
+    assert cropped.data_id == f"{plain.data_id}+crops:{detector.detector_id}"
+    assert [p.product_id for p in cropped.products] == [p.product_id for p in plain.products]
+    for before, after in zip(plain.products, cropped.products):
+        assert [i.data for i in after.images] == [i.data for i in before.images]
+        assert all(len(i.boxes) == 1 and i.boxes[0].role == BoxRole.CORE and i.boxes[0].source == detector.source
+                   for i in after.images)
+    i2p = {t.name: t for t in fashion_tasks(cropped)}["i2p"]
+    assert all([b.role for b in q.image.boxes] == [BoxRole.CORE] for q in i2p.queries)
+    assert all(not q.image.boxes for q in {t.name: t for t in fashion_tasks(plain)}["i2p"].queries)
 
 
 def test_real_catalogue_test_split(fashion_dir):
