@@ -89,10 +89,8 @@ def make_products() -> Callable[..., list[ProductRecord]]:
     return build_products
 
 
-@pytest.fixture
-def tiny_dataset(tmp_path: Path) -> Path:
-    """A written dataset: train/val/test products (12/6/6) with queries, shards of 5 samples."""
-    out = tmp_path / "tiny"
+def write_tiny_dataset(out: Path) -> Path:
+    """Write train/val/test products (12/6/6) with queries, shards of 5 samples, to `out`."""
     with DatasetWriter(out, name="tiny", category_levels=["industry", "category", "type"],
                        attribute_names=["colour", "shape"], shard_size=5) as writer:
         for split, n, seed in (("train", 12, 1), ("val", 6, 2), ("test", 6, 3)):
@@ -102,6 +100,12 @@ def tiny_dataset(tmp_path: Path) -> Path:
             for q in build_queries(products, seed=seed):
                 writer.add_query(split, q)
     return out
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A written tiny dataset (see write_tiny_dataset)."""
+    return write_tiny_dataset(tmp_path / "tiny")
 
 
 @pytest.fixture

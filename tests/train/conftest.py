@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from moon.data.records import ProductRecord
-from moon.data.shards import DatasetWriter
 from moon.model.baselines.openclip import OpenClipEmbedder
-from tests.conftest import build_products, build_queries
+from tests.conftest import write_tiny_dataset
 
 TINY_CLIP = {
     "clip.embed_dim": 32,
@@ -48,18 +47,9 @@ def recipe_dict(dataset: Path, **sections: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def train_dataset(tmp_path_factory) -> Path:
-    """The same content as the shared `tiny_dataset` (12/6/6 products with queries), written
-    once per session: training tests only read it."""
-    out = tmp_path_factory.mktemp("train-data") / "tiny"
-    with DatasetWriter(out, name="tiny", category_levels=["industry", "category", "type"],
-                       attribute_names=["colour", "shape"], shard_size=5) as writer:
-        for split, n, seed in (("train", 12, 1), ("val", 6, 2), ("test", 6, 3)):
-            products = build_products(n, seed=seed)
-            for p in products:
-                writer.add_product(split, p)
-            for q in build_queries(products, seed=seed):
-                writer.add_query(split, q)
-    return out
+    """The same content as the shared `tiny_dataset`, written once per session: training
+    tests only read it."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("train-data") / "tiny")
 
 
 @pytest.fixture
