@@ -4,6 +4,12 @@ MOON adds negatives from previous batches (a memory bank). Entries are detached,
 cost no backward; they carry product and group ids so the false-negative mask applies to
 them like to any other source. Every rank enqueues the *gathered* global batch, so all
 ranks hold the same queue and a checkpoint from any rank restores it.
+
+Entries are never re-embedded, so they are only good negatives while the model changes
+slowly compared with how fast the queue turns over (MOON fine-tunes a pretrained MLLM at a
+small learning rate). Training from scratch at lr 1e-3 they go stale: on the fashion
+catalogue a 512-entry queue cut the open_clip baseline's i2p R@1 at 200 steps from 0.219
+to 0.023, which is why the from-scratch fashion recipes leave it off.
 """
 
 from __future__ import annotations
