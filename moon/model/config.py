@@ -23,6 +23,7 @@ CONFIG_FILE = "moon_config.json"
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
 MoEMode = Literal["off", "guided", "router-only"]
 Pooling = Literal["mean", "last", "bidirectional-mean"]
+RandomInit = Literal["zero-residual", "standard"]
 ComputeDtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -97,6 +98,13 @@ class BackboneConfig(_Strict):
     With `checkpoint` set, sizes, weights and tokenizer/processor come from that local
     Hugging Face directory; without it, `text` and `vision` give the sizes of a randomly
     initialised model whose tokenizer is trained locally.
+
+    `init` = "zero-residual" starts the output projection of every residual branch (attention
+    and MLP, vision blocks and decoder layers) at zero, so the untrained encoder is a bag of
+    token and patch embeddings. With the standard random init the deep stack maps every input
+    to nearly the same vector (moon-tiny: product-product cosine 0.91 at init) and the InfoNCE
+    loss starts above uniform; its fastest way down is to collapse all embeddings, which it
+    did within one optimizer step at every learning rate tried (issue #4).
     """
 
     family: Family = "qwen2_vl"
@@ -105,6 +113,7 @@ class BackboneConfig(_Strict):
     vision: Optional[VisionSizes] = None
     vocab_size: int = Field(default=4096, ge=300, description="tokenizer size when trained locally")
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    init: RandomInit = Field(default="zero-residual", description="how random weights start (ignored with a checkpoint)")
 
     @model_validator(mode="after")
     def _source(self) -> "BackboneConfig":

@@ -147,6 +147,8 @@ class MoonModel(TrainableEmbedder):
                 hf_config = adapter.build_hf_config(config.backbone, special_token_ids(tokenizer), len(tokenizer))
                 backbone = adapter.build(hf_config, config.backbone.attn_implementation, init_weights=True)
                 model = cls(config, backbone, adapter, tokenizer)
+                if config.backbone.init == "zero-residual":
+                    adapter.zero_residual_branches(backbone)
         return model.to(device) if device is not None else model
 
     @classmethod

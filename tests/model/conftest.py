@@ -12,9 +12,11 @@ from moon.model.encoder import MoonModel
 from moon.model.tokenizer import corpus_from_products
 
 SMALL = {"backbone.text.num_layers": 2, "backbone.vision.depth": 2, "inputs.image_size": 56,
-         "inputs.crop_size": 28}
+         "inputs.crop_size": 28, "backbone.init": "standard"}
 """moon-tiny with fewer layers, 56 px images (4 LLM tokens) and 28 px crops (1 token): the same
-code paths (including images of two sizes in one batch), faster tests."""
+code paths (including images of two sizes in one batch), faster tests. Standard random init, so
+every layer changes the output and numerical comparisons test all of it (the default
+zero-residual init would make the untrained layers pass their input through)."""
 
 
 def with_core_boxes(product: ProductRecord, every: int = 2) -> ProductRecord:

@@ -143,6 +143,30 @@ def test_gradient_checkpointing_gives_the_same_gradients(build_model, products):
         assert torch.allclose(plain[name], ckpt[name], atol=1e-6), name
 
 
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_zero_residual_init_starts_branches_at_zero_and_trains_them(build_model, products, family):
+    model = build_model(family, **{"backbone.init": "zero-residual"}).train()
+    branches = model.adapter.residual_branch_outputs(model.backbone)
+    experts = model.config.moe.num_experts
+    assert len(branches) == 2 * 2 + 2 * (1 + experts)  # 2 vision blocks, 2 decoder layers with MoE
+    assert all(float(linear.weight.detach().abs().sum()) == 0 for linear in branches)
+    inputs = model.processor.products(products[:4])
+    assert not torch.allclose(*model(**inputs).embeddings[:2]), "zeroed branches must not collapse items"
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    target = torch.nn.functional.normalize(torch.randn(4, model.embedding_dim, generator=torch.Generator().manual_seed(0)), dim=-1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (model(**inputs).embeddings * target).sum().neg().backward()
+        optimizer.step()
+    query = model.backbone.language_model.layers[0].self_attn.q_proj
+    assert all(float(linear.weight.detach().abs().sum()) > 0 for linear in branches if linear.weight.grad is not None)
+    assert query.weight.grad is not None and float(query.weight.grad.abs().sum()) > 0, \
+        "after the first step the layers inside a branch must receive gradient"
+
+    standard = build_model(family, **{"backbone.init": "standard"})
+    assert all(float(linear.weight.detach().abs().sum()) > 0 for linear in standard.adapter.residual_branch_outputs(standard.backbone))
+
+
 @pytest.fixture
 def raw_checkpoint(tmp_path, products):
     """A tiny HF Qwen2-VL (with LM head) saved with its own processor, as downloaded ones are."""

@@ -39,7 +39,8 @@ def _model(kind: str, products):
     from moon.model.tokenizer import corpus_from_products
 
     return MoonModel.from_config("moon-tiny", tokenizer_corpus=list(corpus_from_products(products)), seed=0,
-                                 overrides={"backbone.text.num_layers": 2, "backbone.vision.depth": 2})
+                                 overrides={"backbone.text.num_layers": 2, "backbone.vision.depth": 2,
+                                            "backbone.init": "standard"})
 
 
 def _objective(products, kind: str = "open_clip") -> ContrastiveObjective:

@@ -56,6 +56,7 @@ class BackboneAdapter:
     vision_attention_class: ClassVar[type[nn.Module]]
     patch_embed_class: ClassVar[type[nn.Module]]
     rotary_fn: ClassVar[Callable]
+    vision_mlp_output: ClassVar[str]
 
     # ---- configs ---------------------------------------------------------------------------
 
@@ -123,6 +124,25 @@ class BackboneAdapter:
 
     def decoder_layers(self, model: PreTrainedModel) -> nn.ModuleList:
         return model.language_model.layers
+
+    def residual_branch_outputs(self, model: PreTrainedModel) -> list[nn.Linear]:
+        """The last linear layer of every residual branch: attention and MLP outputs of the
+        vision blocks and of the decoder layers (every expert's, once MoE is installed)."""
+        outputs: list[nn.Linear] = []
+        for block in model.visual.blocks:
+            outputs += [block.attn.proj, getattr(block.mlp, self.vision_mlp_output)]
+        for layer in self.decoder_layers(model):
+            experts = getattr(layer.mlp, "experts", [layer.mlp])
+            outputs += [layer.self_attn.o_proj, *(expert.down_proj for expert in experts)]
+        return outputs
+
+    def zero_residual_branches(self, model: PreTrainedModel) -> None:
+        """Start every residual branch at zero (see BackboneConfig.init)."""
+        with torch.no_grad():
+            for linear in self.residual_branch_outputs(model):
+                linear.weight.zero_()
+                if linear.bias is not None:
+                    linear.bias.zero_()
 
     def text_attention_modules(self, model: PreTrainedModel) -> list[nn.Module]:
         return [layer.self_attn for layer in self.decoder_layers(model)]

@@ -19,6 +19,7 @@ class Qwen2_5_VLAdapter(BackboneAdapter):
     vision_attention_class = modeling_qwen2_5_vl.Qwen2_5_VLVisionAttention
     patch_embed_class = modeling_qwen2_5_vl.Qwen2_5_VisionPatchEmbed
     rotary_fn = staticmethod(modeling_qwen2_5_vl.apply_rotary_pos_emb_vision)
+    vision_mlp_output = "down_proj"
 
     def vision_config(self, backbone: BackboneConfig, text_hidden: int) -> dict:
         v = backbone.vision

@@ -18,6 +18,7 @@ class Qwen2VLAdapter(BackboneAdapter):
     vision_attention_class = modeling_qwen2_vl.VisionAttention
     patch_embed_class = modeling_qwen2_vl.PatchEmbed
     rotary_fn = staticmethod(modeling_qwen2_vl.apply_rotary_pos_emb_vision)
+    vision_mlp_output = "fc2"
 
     def vision_config(self, backbone: BackboneConfig, text_hidden: int) -> dict:
         v = backbone.vision
