@@ -102,11 +102,19 @@ def test_nan_loss_stops_the_run_naming_the_step(write_recipe, tmp_path):
     assert not (tmp_path / "run" / "model").exists()
 
 
+MOON_SMALL = {"architecture": "moon", "name": "moon-tiny",
+              "overrides": {"backbone.text.num_layers": 2, "backbone.vision.depth": 2, "inputs.image_size": 56,
+                            "inputs.crop_size": 28}}
+"""moon-tiny with two layers per tower and 56 px images: the real MOON model at test speed."""
+
+
 @pytest.mark.slow
-def test_two_process_zero2_run_reduces_the_loss(write_recipe, tmp_path):
+@pytest.mark.parametrize("model", [None, MOON_SMALL], ids=["open_clip", "moon-tiny"])
+def test_two_process_zero2_run_reduces_the_loss(write_recipe, tmp_path, model):
     out = tmp_path / "run"
+    recipe = write_recipe(**({"model": model} if model else {}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "moon",
-           "train", str(write_recipe()), "--out", str(out), "--quiet", "deepspeed.zero_stage=2", "optim.steps=16",
+           "train", str(recipe), "--out", str(out), "--quiet", "deepspeed.zero_stage=2", "optim.steps=16",
            "negatives.queue_size=0", "run.checkpoint_every=8", "validation.at_start=false"]
     result = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
