@@ -16,6 +16,7 @@ from moon.model.registry import load_embedder
 from moon.train.recipe import load_recipe
 from moon.train.trainer import Trainer
 from tests.conftest import build_products
+from tests.model.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,10 +103,8 @@ def test_nan_loss_stops_the_run_naming_the_step(write_recipe, tmp_path):
     assert not (tmp_path / "run" / "model").exists()
 
 
-MOON_SMALL = {"architecture": "moon", "name": "moon-tiny",
-              "overrides": {"backbone.text.num_layers": 2, "backbone.vision.depth": 2, "inputs.image_size": 56,
-                            "inputs.crop_size": 28}}
-"""moon-tiny with two layers per tower and 56 px images: the real MOON model at test speed."""
+MOON_SMALL = {"architecture": "moon", "name": "moon-tiny", "overrides": {**SMALL, "backbone.init": "zero-residual"}}
+"""The model tests' small moon-tiny with the default (zero-residual) init that training uses."""
 
 
 @pytest.mark.slow
