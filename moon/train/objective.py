@@ -26,6 +26,7 @@ from torch import nn
 from moon.data.records import ProductView, QueryKind
 from moon.model.base import TrainableEmbedder
 from moon.train.gather import Gathered, gather_products
+from moon.train.labels import LabelAlignmentLoss, LabelBatch
 from moon.train.loss import (InfoNCELoss, IntraProductLoss, MatryoshkaLoss, Temperature, false_negative_mask,
                              id_tensor)
 from moon.train.queue import EmbeddingQueue
@@ -47,9 +48,11 @@ class BatchMeta:
     hard_owner: torch.Tensor
     kinds: torch.Tensor
     weights: torch.Tensor
+    labels: Optional[LabelBatch] = None
 
     @classmethod
-    def from_batch(cls, batch: TrainBatch, kind_weights: dict[QueryKind, float]) -> "BatchMeta":
+    def from_batch(cls, batch: TrainBatch, kind_weights: dict[QueryKind, float],
+                   labels: Optional[LabelBatch] = None) -> "BatchMeta":
         products = batch.positives + batch.negatives
         kinds = [KINDS.index(q.kind) for q in batch.queries]
         return cls(
@@ -60,23 +63,28 @@ class BatchMeta:
             hard_owner=torch.arange(len(batch.queries)).repeat_interleave(batch.hard_k),
             kinds=torch.tensor(kinds, dtype=torch.long),
             weights=torch.tensor([kind_weights[q.kind] for q in batch.queries], dtype=torch.float32),
+            labels=labels,
         )
 
 
 TITLE_ONLY = ProductView(images=False, crops=False, title=True, category=False, attributes=False)
 
 
-def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool) -> dict[str, GroupSpec]:
-    """The embedding groups of a micro-batch: queries, products (positives + hard negatives)
-    and, for the intra-product term, the positives' images alone and titles alone."""
+def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
+                 labels: Optional[LabelBatch] = None) -> dict[str, GroupSpec]:
+    """The embedding groups of a micro-batch: queries, products (positives + hard negatives),
+    the positives' images alone and titles alone (for the intra-product and label terms),
+    and the candidate label texts of the label term."""
     groups: dict[str, GroupSpec] = {
         "queries": (batch.queries, processor.queries),
         "products": (batch.positives + batch.negatives, lambda recs: processor.products(recs, view)),
     }
-    if intra:
+    if intra or labels is not None:
         image_view = ProductView(images=True, crops=view.crops, title=False, category=False, attributes=False)
         groups["images"] = (batch.positives, lambda recs: processor.products(recs, image_view))
         groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
+    if labels is not None:
+        groups["labels"] = (labels.queries(), processor.queries)
     return groups
 
 
@@ -97,6 +105,8 @@ class ContrastiveObjective(nn.Module):
                                       if loss.matryoshka_dims else info_nce)
         self.intra = IntraProductLoss(self.temperature) if loss.intra_product_weight > 0 else None
         self.intra_weight = loss.intra_product_weight
+        self.label_loss = LabelAlignmentLoss(self.temperature) if loss.label_weight > 0 else None
+        self.label_weight = loss.label_weight
         self.aux_weight = loss.aux_weight
         self.negatives = negatives
         self.queue = queue
@@ -160,6 +170,12 @@ class ContrastiveObjective(nn.Module):
                 intra = self.intra(embeddings["images"].float(), embeddings["titles"].float(), meta.positive_groups)
                 stats["intra"] = intra.detach()
                 total = total + self.intra_weight * intra
+            if self.label_loss is not None and meta.labels is not None:
+                texts = embeddings["labels"].float()
+                label = 0.5 * (self.label_loss(embeddings["images"].float(), texts, meta.labels)
+                               + self.label_loss(embeddings["titles"].float(), texts, meta.labels))
+                stats["label"] = label.detach()
+                total = total + self.label_weight * label
         if self.queue is not None:
             self.queue.enqueue(gathered.embeddings.detach(), gathered.product_ids, gathered.group_ids)
         stats["contrastive"] = total.detach()

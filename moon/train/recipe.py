@@ -116,6 +116,11 @@ class LossSection(_Strict):
     matryoshka_weights: Optional[list[float]] = None
     aux_weight: float = Field(default=1.0, ge=0, description="multiplier of the model's MoE auxiliary loss")
     intra_product_weight: float = Field(default=0.0, ge=0, description="MOON2.0 image <-> own title InfoNCE")
+    label_weight: float = Field(default=0.0, ge=0, description="label alignment: image + title <-> own label texts "
+                                "(moon.train.labels)")
+    label_fields: Optional[list[str]] = Field(default=None, description="category levels / attributes to align; "
+                                              "default every one of the dataset")
+    label_candidates: int = Field(default=64, ge=2, description="label texts per field and step")
     kind_weights: KindMix = Field(default_factory=lambda: KindMix(text=1, image=1, product=1))
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ from moon.train.checkpoint import CheckpointManager
 from moon.train.distributed import DistInfo, barrier, init_distributed
 from moon.train.gather import any_rank
 from moon.train.gradcache import gradcache_step
+from moon.train.labels import LabelSampler, label_fields
 from moon.train.models import build_model
 from moon.train.objective import BatchMeta, ContrastiveObjective, GroupSpec, build_groups
 from moon.train.queue import EmbeddingQueue
@@ -139,6 +140,8 @@ class Trainer:
         dataset = open_dataset(r.data.dataset)
         self.train_products = dataset.load_products(r.data.train_split)
         self.train_queries = dataset.load_queries(r.data.train_split)
+        self.category_levels = list(dataset.manifest.category_levels)
+        self.attribute_names = list(dataset.manifest.attribute_names)
         self.val_products, self.val_queries = [], []
         self.val_note = None
         split = r.data.val_split
@@ -153,6 +156,10 @@ class Trainer:
         import deepspeed
 
         r = self.recipe
+        self.labels = None
+        if r.loss.label_weight > 0:
+            fields = label_fields(self.train_products, self.category_levels, self.attribute_names, r.loss.label_fields)
+            self.labels = LabelSampler(fields, r.loss.label_candidates, r.run.seed, self.dist.rank)
         _seed_everything(r.run.seed)
         model = build_model(r.model, r.run.seed, self.train_products, self.train_queries)
         self.model = model
@@ -193,9 +200,11 @@ class Trainer:
         self.objective.queue_active = step > r.negatives.queue_start_step
         stats = []
         for micro in range(accum):
-            batch = self.sampler.batch((step - 1) * accum + micro)
-            meta = BatchMeta.from_batch(batch, self.kind_weights)
-            groups = build_groups(batch, self.model.processor, self.view, r.loss.intra_product_weight > 0)
+            micro_step = (step - 1) * accum + micro
+            batch = self.sampler.batch(micro_step)
+            labels = self.labels.batch(batch.positives, micro_step) if self.labels is not None else None
+            meta = BatchMeta.from_batch(batch, self.kind_weights, labels)
+            groups = build_groups(batch, self.model.processor, self.view, r.loss.intra_product_weight > 0, labels)
             if r.optim.gradcache_chunk:
                 s = gradcache_step(self.engine, groups, meta, r.optim.gradcache_chunk, self.device, 1.0 / accum,
                                    r.loss.aux_weight, self._guard(step))

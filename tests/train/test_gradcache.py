@@ -8,6 +8,7 @@ import torch
 from moon.data.records import FULL_VIEW
 from moon.train.distributed import init_distributed
 from moon.train.gradcache import gradcache_step
+from moon.train.labels import LabelSampler, label_fields
 from moon.train.loss import id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
@@ -18,7 +19,7 @@ from tests.conftest import build_products, build_queries
 from tests.train.conftest import tiny_clip
 
 LOSS = LossSection(temperature=0.1, learn_temperature=True, matryoshka_dims=[8], intra_product_weight=0.5,
-                   aux_weight=0.0)
+                   label_weight=0.5, aux_weight=0.0)
 """aux_weight 0: a MoE balance loss is taken per chunk under the gradient cache (documented), so only
 the embedding losses can match exactly."""
 NEGATIVES = NegativesSection(hard_k=1, spatial=True, queue_size=5)
@@ -29,7 +30,9 @@ def batch():
     products = build_products(10, seed=4, images_per_product=(1, 2), size=24)
     sampler = TrainSampler(build_queries(products, seed=4), products, {k: 1.0 for k in KINDS}, batch_size=6,
                            hard_k=1, seed=0)
-    return products, sampler.batch(0)
+    b = sampler.batch(0)
+    fields = label_fields(products, ["industry", "category", "type"], ["colour", "shape"])
+    return products, b, LabelSampler(fields, per_field=4, seed=0).batch(b.positives, 0)
 
 
 def _model(kind: str, products):
@@ -66,9 +69,9 @@ def _engine(objective, stage: int):
     return engine
 
 
-def _run(engine, objective, batch, chunk):
-    groups = build_groups(batch, objective.model.processor, FULL_VIEW, intra=True)
-    meta = BatchMeta.from_batch(batch, {k: 1.0 for k in KINDS})
+def _run(engine, objective, batch, labels, chunk):
+    groups = build_groups(batch, objective.model.processor, FULL_VIEW, intra=True, labels=labels)
+    meta = BatchMeta.from_batch(batch, {k: 1.0 for k in KINDS}, labels)
     if chunk is None:
         return plain_step(engine, groups, meta, torch.device("cpu"), 0.5, lambda loss: None)
     return gradcache_step(engine, groups, meta, chunk, torch.device("cpu"), 0.5, LOSS.aux_weight)
@@ -76,12 +79,14 @@ def _run(engine, objective, batch, chunk):
 
 @pytest.mark.parametrize("kind", ["open_clip", pytest.param("moon", marks=pytest.mark.slow)])
 def test_gradcache_gradients_equal_plain_gradients(batch, kind):
-    products, b = batch
+    products, b, labels = batch
     plain_obj, cached_obj = _objective(products, kind), _objective(products, kind)
     plain, cached = _engine(plain_obj, 0), _engine(cached_obj, 0)
-    stats_plain = _run(plain, plain_obj, b, None)
-    stats_cached = _run(cached, cached_obj, b, 4)  # uneven chunks: 6 queries -> 4+2, 12 products -> 4+4+4
+    stats_plain = _run(plain, plain_obj, b, labels, None)
+    stats_cached = _run(cached, cached_obj, b, labels, 4)  # uneven chunks: 6 queries -> 4+2, 12 products -> 4+4+4
     assert stats_cached["contrastive"].item() == pytest.approx(stats_plain["contrastive"].item(), rel=1e-5)
+    assert stats_plain["label"].item() > 0
+    assert stats_cached["label"].item() == pytest.approx(stats_plain["label"].item(), rel=1e-5)
     grads = 0
     for (name, p), (_, c) in zip(plain_obj.named_parameters(), cached_obj.named_parameters()):
         if p.grad is None:
@@ -94,13 +99,13 @@ def test_gradcache_gradients_equal_plain_gradients(batch, kind):
 
 
 def test_gradcache_under_zero2_takes_the_same_optimizer_step(batch):
-    products, b = batch
+    products, b, labels = batch
     plain_obj, cached_obj = _objective(products), _objective(products)
     before = {n: p.detach().clone() for n, p in plain_obj.named_parameters()}
     plain, cached = _engine(plain_obj, 2), _engine(cached_obj, 2)
-    _run(plain, plain_obj, b, None)
+    _run(plain, plain_obj, b, labels, None)
     plain.step()
-    _run(cached, cached_obj, b, 5)
+    _run(cached, cached_obj, b, labels, 5)
     cached.step()
     moved = 0
     for (name, p), (_, c) in zip(plain_obj.named_parameters(), cached_obj.named_parameters()):

@@ -54,7 +54,7 @@ def test_refuses_to_overwrite_a_run_or_resume_nothing(write_recipe, tmp_path):
 @pytest.mark.slow
 def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe, tmp_path):
     overrides = ["optim.steps=16", "run.checkpoint_every=3", "optim.grad_accum=2", "optim.gradcache_chunk=4",
-                 "loss.intra_product_weight=0.5", "negatives.queue_size=20"]
+                 "loss.intra_product_weight=0.5", "loss.label_weight=0.5", "negatives.queue_size=20"]
     recipe = write_recipe()
     full, killed = tmp_path / "full", tmp_path / "killed"
     reference = subprocess.Popen(_train_cmd(recipe, full, *overrides), env=_env(), cwd=ROOT,
@@ -79,6 +79,8 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     assert json.loads((killed / "summary.json").read_text())["resumed_from"] == killed_at
     assert _curve(killed) == _curve(full)  # exact floats: same data, weights, optimizer, queue, RNG
     assert [s for s, _ in _curve(full)] == list(range(1, 17))
+    records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["train/label"] > 0 for r in records if "train/loss" in r)  # the label term is in the curve
 
     summary = json.loads((full / "summary.json").read_text())
     assert summary["val_before"] and summary["val_after"]["val/R@10/text"] >= 0
@@ -86,6 +88,17 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     model = load_embedder(full / "model")
     emb = model.encode_products(build_products(3, seed=8), show_progress=False)
     assert emb.shape == (3, 32)
+
+
+def test_unknown_label_field_stops_before_training_naming_it(write_recipe, tmp_path):
+    result = subprocess.run(_train_cmd(write_recipe(), tmp_path / "run", "loss.label_weight=1.0",
+                                       "loss.label_fields=[colour,size]"),
+                            env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "loss.label_fields: unknown field(s) size" in result.stderr
+    assert "attributes ['colour', 'shape']" in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() or "train/loss" not in (
+        tmp_path / "run" / "metrics.jsonl").read_text()
 
 
 @pytest.mark.slow
