@@ -78,7 +78,7 @@ def label_fields(products: Sequence[ProductRecord], category_levels: Sequence[st
 class LabelBatch:
     """The label texts of one micro-batch and which of them each positive must pick.
 
-    texts[f * per_field + j] is candidate j of field f; targets[f, b] is the index (into
+    texts[sum(per_field[:f]) + j] is candidate j of field f; targets[f, b] is the index (into
     texts) of positive b's value of field f, or -1 when it has none.
     """
 
@@ -98,7 +98,7 @@ class LabelSampler:
     def __init__(self, fields: Sequence[LabelField], per_field: int, seed: int, rank: int = 0) -> None:
         if per_field < 2:
             raise ValueError(f"loss.label_candidates must be at least 2, got {per_field}")
-        self.fields, self.per_field, self.seed, self.rank = list(fields), per_field, seed, rank
+        self.fields, self.seed, self.rank = list(fields), seed, rank
         self.sizes = [min(len(f.values), per_field) for f in self.fields]
 
     def batch(self, positives: Sequence[ProductRecord], step: int) -> LabelBatch:
@@ -113,7 +113,8 @@ class LabelSampler:
                 present = list(dict.fromkeys(v for v in own if v is not None and v in field.values))
                 rng.shuffle(present)
                 present = present[:size]
-                others = [v for v in field.values if v not in set(present)]
+                taken = set(present)
+                others = [v for v in field.values if v not in taken]
                 fill = rng.choice(len(others), size=size - len(present), replace=False)
                 chosen = present + [others[int(i)] for i in fill]
             offset = len(texts)
