@@ -49,17 +49,19 @@ def test_tuned_ann_agrees_with_exact_search(kind):
     assert agreement >= 0.9
 
 
-def test_auto_falls_back_to_flat_on_random_vectors():
-    """Uniform random 64-d vectors have no structure to exploit: no ANN candidate reaches
-    recall@10 0.95 faster than brute force, so auto keeps the exact index."""
+def test_auto_falls_back_to_flat_when_no_candidate_is_fast_enough():
+    """When no ANN candidate meets the recall target at least `min_speedup` times faster than
+    exact search, auto keeps the exact index. Which candidates are fast enough depends on the
+    machine's timings (on uniform random vectors an IVF index sometimes just clears 1.2x here),
+    so the bar is set out of reach and the decision rule itself is checked."""
     vectors = unit(np.random.default_rng(2).standard_normal((10000, 64)))
-    built = build_index(vectors, policy=TRY_ANN, show_progress=False)
+    policy = AutoPolicy(flat_max_cells=0, sample_queries=300, min_speedup=1e9)
+    built = build_index(vectors, policy=policy, show_progress=False)
     manifest = built.manifest
     assert manifest.kind == "flat" and manifest.recall_at_k == 1.0
     assert "fallback" in manifest.tuning.decision
     tried = {c.kind for c in manifest.tuning.candidates}
     assert tried == {"hnsw", "ivf_flat"}
-    assert all(not c.meets_target or c.speedup < TRY_ANN.min_speedup for c in manifest.tuning.candidates)
     assert isinstance(built.index, faiss.IndexFlatIP) and built.index.ntotal == 10000
 
 
