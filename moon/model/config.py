@@ -112,6 +112,8 @@ class BackboneConfig(_Strict):
     text: Optional[TextSizes] = None
     vision: Optional[VisionSizes] = None
     vocab_size: int = Field(default=4096, ge=300, description="tokenizer size when trained locally")
+    lowercase: bool = Field(default=False, description="fold case in a locally trained tokenizer "
+                                                       "(a checkpoint keeps its own tokenizer)")
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     init: RandomInit = Field(default="zero-residual", description="how random weights start (ignored with a checkpoint)")
 

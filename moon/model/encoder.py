@@ -143,7 +143,8 @@ class MoonModel(TrainableEmbedder):
                 if tokenizer_corpus is None:
                     raise ValueError(f"config '{config.name}' builds its tokenizer from text: pass tokenizer_corpus "
                                      "(e.g. moon.model.tokenizer.corpus_from_products(products))")
-                tokenizer = train_tokenizer(tokenizer_corpus, config.backbone.vocab_size)
+                tokenizer = train_tokenizer(tokenizer_corpus, config.backbone.vocab_size,
+                                            lowercase=config.backbone.lowercase)
                 hf_config = adapter.build_hf_config(config.backbone, special_token_ids(tokenizer), len(tokenizer))
                 backbone = adapter.build(hf_config, config.backbone.attn_implementation, init_weights=True)
                 model = cls(config, backbone, adapter, tokenizer)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from moon.data.records import ProductRecord, QueryRecord
@@ -42,12 +42,22 @@ def corpus_from_queries(queries: Iterable[QueryRecord]) -> Iterator[str]:
             yield q.text
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE (no unknown tokens possible) with the Qwen2-VL special tokens."""
+def train_tokenizer(corpus: Iterable[str], vocab_size: int, lowercase: bool = False) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE (no unknown tokens possible) with the Qwen2-VL special tokens.
+
+    With `lowercase` the tokenizer folds case (NFKC, then lower case) before splitting, so
+    "Navy Blue" and "navy blue" are the same tokens: a model trained from scratch then need not
+    learn that from data, which matters when queries and catalogue texts differ in case (the
+    fashion catalogue's t2p queries are lower case, its titles and labels are not). The
+    normaliser is saved with the tokenizer, so encoding after a reload folds case too; special
+    tokens are matched before normalisation and keep their spelling.
+    """
     texts = [t for t in corpus if t and t.strip()]
     if not texts:
         raise ValueError("tokenizer corpus is empty: need product titles/categories/attributes")
     tok = Tokenizer(models.BPE())
+    if lowercase:
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,

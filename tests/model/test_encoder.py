@@ -214,3 +214,21 @@ def test_wrong_family_for_checkpoint(raw_checkpoint):
     path, _ = raw_checkpoint
     with pytest.raises(ConfigError, match="qwen2_vl"):
         MoonModel.from_config("moon-qwen2.5-vl-3b", overrides={"backbone.checkpoint": str(path)})
+
+
+def test_lowercase_backbone_embeds_case_variants_alike_after_reload(build_model, products, tmp_path):
+    model = build_model(**{"backbone.lowercase": True})
+    title = products[0].title.title()
+    upper = products[0].model_copy(update={"title": title})
+    lower = products[0].model_copy(update={"title": title.lower()})
+    queries = [title, title.lower()]
+    emb = model.encode_queries(queries, show_progress=False)
+    assert np.abs(emb[0] - emb[1]).max() < ATOL
+    prod = model.encode_products([upper, lower], show_progress=False)
+    assert np.abs(prod[0] - prod[1]).max() < ATOL
+    model.save_pretrained(tmp_path / "m")
+    again = load_embedder(tmp_path / "m")
+    assert np.abs(again.encode_queries([title.upper()], show_progress=False)[0] - emb[0]).max() < ATOL
+    cased = build_model()
+    cased_emb = cased.encode_queries(queries, show_progress=False)
+    assert np.abs(cased_emb[0] - cased_emb[1]).max() > 1e-3

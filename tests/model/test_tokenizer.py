@@ -29,3 +29,20 @@ def test_empty_corpus_and_missing_tokenizer(tmp_path):
         train_tokenizer(["  ", ""], vocab_size=500)
     with pytest.raises(ValueError, match="no loadable tokenizer"):
         load_tokenizer(tmp_path)
+
+
+def test_lowercase_tokenizer_folds_case_but_keeps_special_tokens(tmp_path, products):
+    corpus = list(corpus_from_products(products))
+    tok = train_tokenizer(corpus, vocab_size=500, lowercase=True)
+    title = products[0].title.title()   # fixture titles are lower case; "Brand0 Red Square Mug"
+    assert title != title.lower()
+    text = f"<|im_start|>{IMAGE_PAD}Title: {title}<|im_end|>"
+    enc = tok(text, add_special_tokens=False)["input_ids"]
+    assert enc == tok(f"<|im_start|>{IMAGE_PAD}TITLE: {title.upper()}<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert enc[0] == tok.convert_tokens_to_ids("<|im_start|>")
+    assert enc.count(tok.convert_tokens_to_ids(IMAGE_PAD)) == 1
+    tok.save_pretrained(tmp_path)
+    assert load_tokenizer(tmp_path)(title, add_special_tokens=False)["input_ids"] == \
+        tok(title.lower(), add_special_tokens=False)["input_ids"]
+    cased = train_tokenizer(corpus, vocab_size=500)
+    assert cased(title, add_special_tokens=False)["input_ids"] != cased(title.lower(), add_special_tokens=False)["input_ids"]
