@@ -75,6 +75,16 @@ def fashion(catalogue: Path = typer.Option(..., help="folder with styles.csv and
     _print_result(result, out)
 
 
+def run_labels(paths: list[Path]) -> list[str]:
+    """Column labels: file stems, or, when stems repeat (every run writes RESULTS.json), the
+    name of the folder each file sits in."""
+    stems = [p.stem for p in paths]
+    folders = [p.resolve().parent.name for p in paths]
+    if len(set(stems)) < len(stems) and len(set(folders)) > len(set(stems)):
+        return folders
+    return stems
+
+
 @app.command("leaderboard")
 def leaderboard(results: list[Path] = typer.Argument(..., help="RESULTS.json files to compare"),
                 out: Path = typer.Option(..., help="markdown file to write"),
@@ -84,6 +94,7 @@ def leaderboard(results: list[Path] = typer.Argument(..., help="RESULTS.json fil
 
     from benchmarks.mbe.results import leaderboard as board, read_result
 
-    text = board([(path.stem, read_result(path)) for path in results], breakdown=per_category)
+    text = board([(label, read_result(path)) for label, path in zip(run_labels(results), results)],
+                 breakdown=per_category)
     atomic_write_bytes(out, text.encode())
     console.print(text, markup=False)

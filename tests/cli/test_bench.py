@@ -33,3 +33,10 @@ def test_bench_fashion_run_and_leaderboard(saved_tiny_embedder, tiny_dataset, tm
     board = (tmp_path / "b.md").read_text()
     assert board.startswith("| metric | tiny-bert (fashion) | tiny-bert (fashion) |")
     assert "### t2p nDCG@10 per category" in board
+    for run in ("run-a", "run-b"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "RESULTS.json").write_text((tmp_path / "fashion.json").read_text())
+    invoke("bench", "leaderboard", tmp_path / "run-a" / "RESULTS.json", tmp_path / "run-b" / "RESULTS.json",
+           "--out", tmp_path / "c.md")
+    assert (tmp_path / "c.md").read_text().startswith("| metric | tiny-bert (run-a) | tiny-bert (run-b) |")
+
