@@ -62,8 +62,8 @@ OPENCLIP_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 """Named configs. 'openclip-tiny' is the reference small dual encoder (ViT 6x256 at 112 px +
-4-layer text) with a locally trained 8k BPE so its size (~10M parameters) matches a tiny
-MOON model; the '-openai-bpe' variant needs no corpus but carries a 49k-token embedding.
+4-layer text) with a locally trained 8k BPE (9.4M parameters; moon-tiny has 5.3M), the size
+class of a tiny MOON model; the '-openai-bpe' variant needs no corpus but carries a 49k-token embedding.
 Both use open_clip's "custom" attention block (an explicit out_proj Linear + SDPA) rather than
 torch's nn.MultiheadAttention, which ZeRO-3 cannot partition."""
 
