@@ -126,6 +126,16 @@ def _cell(value: Optional[float], best: bool) -> str:
     return f"**{text}**" if best else text
 
 
+def scored_data(data_id: str) -> str:
+    """The data a result scored: its data id without the model-side input suffix.
+
+    `moon bench fashion --detector` records the detector it cropped with as "DATA+crops:ID", so
+    cached embeddings never mix cropped and uncropped inputs; a model that crops and one that
+    does not still scored the same products and their numbers compare (moon.report applies
+    the same rule)."""
+    return data_id.split("+", 1)[0]
+
+
 def leaderboard(results: Sequence[tuple[str, RunResult]], breakdown: bool = False) -> str:
     """Markdown: one row per metric, one column per result, best value of a row in bold."""
     if not results:
@@ -146,7 +156,7 @@ def leaderboard(results: Sequence[tuple[str, RunResult]], breakdown: bool = Fals
     lines += ["", "| run | data | split | config hash | wall time (s) |", "|---|---|---|---|---|"]
     lines += [f"| {h} | {r.data_id} | {r.split} | {r.config_hash[:12]} | {r.wall_time_s:.0f} |"
               for h, (_, r) in zip(header, results)]
-    if len({(r.data_id, r.split) for _, r in results}) > 1:
+    if len({(scored_data(r.data_id), r.split) for _, r in results}) > 1:
         lines += ["", "**Warning:** these results were computed on different data or splits; "
                       "their numbers are not comparable."]
     if breakdown:

@@ -13,10 +13,10 @@ from tests.benchmarks.mbe.conftest import write_catalogue
 
 
 def write_result(path: Path, data_path: Path, model_id: str, t2i_r10: float, examples: bool = True,
-                 breakdown: bool = True) -> Path:
+                 breakdown: bool = True, data_id: str = "fashion:catalogue@1") -> Path:
     doc = {
         "schema": "moon-bench-result/1", "benchmark": "fashion", "model_id": model_id, "model_path": "m",
-        "config_hash": "abc", "data_id": "fashion:catalogue@1", "data_path": str(data_path), "split": "all",
+        "config_hash": "abc", "data_id": data_id, "data_path": str(data_path), "split": "all",
         "tasks": {"t2i": {"R@1": 0.2, "R@10": t2i_r10, "MRR@10": 0.3}, "i2p": None,
                   "t2p": {"nDCG@10": 0.4, "hit@10": 0.6},
                   "cls": {"articleType": {"acc": 0.5, "macro_f1": 0.25}},

@@ -58,3 +58,14 @@ def test_result_only_and_no_validation(run_dir):
     assert "No validation curve" in _section(page, "training-curves")
     assert "No per-category breakdown" in page and "No retrieval examples" in page
     assert "t2i R@10" in _section(page, "scorecard")
+
+
+def test_scorecard_warns_only_when_the_scored_data_differ(run_dir, tmp_path):
+    write_result(run_dir / "RESULTS.json", tmp_path / "catalogue", "moon-tiny", 0.55,
+                 data_id="fashion:catalogue@1+crops:det@2")
+    same = write_result(tmp_path / "same.json", tmp_path / "catalogue", "openclip-tiny", 0.31)
+    other = write_result(tmp_path / "other.json", tmp_path / "catalogue", "openclip-tiny", 0.31,
+                         data_id="fashion:catalogue@9")
+    assert "not comparable" not in _section(render(read_run(run_dir, compare=[same])), "scorecard")
+    assert "not comparable" in _section(render(read_run(run_dir, compare=[other])), "scorecard")
+

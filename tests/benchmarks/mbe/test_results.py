@@ -38,6 +38,12 @@ def test_leaderboard_warns_on_different_data_and_renders_breakdown():
     assert "### t2i R@1 per category" in board and "| Shoes | 3 | 0.500 | – |" in board
 
 
+def test_leaderboard_compares_a_cropping_model_with_one_that_does_not():
+    cropped = result("moon", 0.4, data_id="fashion:x@1+crops:det@2")
+    assert "Warning" not in leaderboard([("a", cropped), ("b", result("clip", 0.2))])
+    assert "Warning" in leaderboard([("a", cropped), ("b", result("clip", 0.2, data_id="fashion:y@3"))])
+
+
 def test_read_result_names_the_bad_file(tmp_path):
     bad = tmp_path / "r.json"
     bad.write_text('{"model_id": 3}')
