@@ -8,7 +8,7 @@
 #
 # CATALOGUE is a fashion-catalogue folder (styles.csv + images/). Each RUN is KIND:SEED with
 # KIND one of moon, openclip, no-moe, no-crops, inbatch-only, e.g. `moon:0 openclip:0 moon:1`.
-# Outputs: data/ (shared inputs), runs/fashion-KIND-sSEED/{model,RESULTS.json,RESULTS.md}.
+# Outputs: data/ (shared inputs), runs/fashion-KIND-sSEED/{model,RESULTS.json}.
 # Set THREADS=1 to run two copies of the script side by side on a 2-core machine.
 set -euo pipefail
 

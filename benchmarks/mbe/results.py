@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import moon
 from moon.data.records import DataError, format_validation_error
 from moon.data.shards import atomic_write_json
+from moon.report.inputs import scored_data
 
 from benchmarks.mbe.tasks import TaskScore
 
@@ -124,16 +125,6 @@ def flatten(tasks: dict[str, Any], prefix: str = "") -> dict[str, Optional[float
 def _cell(value: Optional[float], best: bool) -> str:
     text = f"{value:.3f}"
     return f"**{text}**" if best else text
-
-
-def scored_data(data_id: str) -> str:
-    """The data a result scored: its data id without the model-side input suffix.
-
-    `moon bench fashion --detector` records the detector it cropped with as "DATA+crops:ID", so
-    cached embeddings never mix cropped and uncropped inputs; a model that crops and one that
-    does not still scored the same products and their numbers compare (moon.report applies
-    the same rule)."""
-    return data_id.split("+", 1)[0]
 
 
 def leaderboard(results: Sequence[tuple[str, RunResult]], breakdown: bool = False) -> str:

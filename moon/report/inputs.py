@@ -19,6 +19,16 @@ SUMMARY_FILE = "summary.json"
 RESULT_NAMES = ("RESULTS.json", "results.json")
 
 
+def scored_data(data_id: str) -> str:
+    """The data a benchmark result scored: its data id without the model-side input suffix.
+
+    `moon bench fashion --detector` records the detector it cropped with as "DATA+crops:ID", so
+    cached embeddings never mix cropped and uncropped inputs; a model that crops and one that
+    does not still scored the same products, and their numbers compare (the report's scorecard
+    and `moon bench leaderboard` both warn only when this differs)."""
+    return data_id.split("+", 1)[0]
+
+
 @dataclass
 class BenchResult:
     """One RESULTS.json: a label for the page plus the raw document."""

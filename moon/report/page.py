@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from moon.report.charts import bar_chart, line_chart
 from moon.report.images import ProductImages
-from moon.report.inputs import BenchResult, RunInputs
+from moon.report.inputs import BenchResult, RunInputs, scored_data
 
 MAIN_METRICS = (("t2i R@10", ("t2i", "R@10")), ("i2p R@1", ("i2p", "R@1")), ("t2p nDCG@10", ("t2p", "nDCG@10")),
                 ("cls articleType macro-F1", ("cls", "articleType", "macro_f1")), ("attr mean acc", ("attr", "*", "acc")))
@@ -114,8 +114,7 @@ def scorecard_section(results: list[BenchResult]) -> str:
         names += [n for n in flat if n not in names]
     names = [n for n in names if not any(other.startswith(f"{n} ") for other in names)]  # n/a task of one model
     full = [(n, [flat.get(n) for flat in flats]) for n in names]
-    # "DATA+crops:DETECTOR" names model-side crops, not other data (benchmarks.mbe.results.scored_data)
-    data = {(str(r.data.get("data_id")).split("+", 1)[0], r.data.get("split")) for r in results}
+    data = {(scored_data(str(r.data.get("data_id"))), r.data.get("split")) for r in results}
     warn = ('<p class="missing">Warning: these results were computed on different data or splits; '
             "their numbers are not comparable.</p>" if len(data) > 1 else "")
     meta = "".join(f"<li>{escape(r.label)}: {escape(str(r.data.get('model_id')))} on "

@@ -39,4 +39,3 @@ def test_bench_fashion_run_and_leaderboard(saved_tiny_embedder, tiny_dataset, tm
     invoke("bench", "leaderboard", tmp_path / "run-a" / "RESULTS.json", tmp_path / "run-b" / "RESULTS.json",
            "--out", tmp_path / "c.md")
     assert (tmp_path / "c.md").read_text().startswith("| metric | tiny-bert (run-a) | tiny-bert (run-b) |")
-

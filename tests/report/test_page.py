@@ -68,4 +68,3 @@ def test_scorecard_warns_only_when_the_scored_data_differ(run_dir, tmp_path):
                          data_id="fashion:catalogue@9")
     assert "not comparable" not in _section(render(read_run(run_dir, compare=[same])), "scorecard")
     assert "not comparable" in _section(render(read_run(run_dir, compare=[other])), "scorecard")
-
