@@ -19,12 +19,21 @@ field are different values by construction, and values of other fields ("Men" th
 label texts per field (every label when the field has at most `per_field`, else the
 batch's own labels plus a seeded sample of the others), so every rank and every step runs
 the same shapes, and a resumed run draws the same labels.
+
+Long tails: zero-shot classification is scored by macro-F1, where a type with 12 training
+products counts as much as one with 1,000. A plain softmax learns the label prior: on the
+fashion catalogue, trained models scored F1 0.39 on the article types with 10-29 training
+products (the pretrained MiniLM 0.66) and 0.90 on those with 100+. Logit adjustment (Menon
+et al., "Long-tail learning via logit adjustment") adds `tau * log(prior)` of each candidate
+to its logit during training only, so the similarities the benchmark ranks by are the
+prior-free ones; `loss.label_logit_adjust` sets tau per field (0 = plain softmax).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +52,8 @@ class LabelField:
     level: Optional[int]
     """Category level index, or None for an attribute named `name`."""
     values: tuple[str, ...]
+    counts: tuple[int, ...] = ()
+    """Training products holding each value (aligned with `values`)."""
 
     def value_of(self, product: ProductRecord) -> Optional[str]:
         if self.level is not None:
@@ -65,9 +76,10 @@ def label_fields(products: Sequence[ProductRecord], category_levels: Sequence[st
     for name in names:
         level = list(category_levels).index(name) if name in category_levels else None
         probe = LabelField(name, level, ())
-        values = sorted({v for p in products if (v := probe.value_of(p)) is not None})
-        if len(values) >= 2:
-            fields.append(LabelField(name, level, tuple(values)))
+        counts = Counter(v for p in products if (v := probe.value_of(p)) is not None)
+        if len(counts) >= 2:
+            values = tuple(sorted(counts))
+            fields.append(LabelField(name, level, values, tuple(counts[v] for v in values)))
     if not fields:
         raise DataError(f"loss.label_weight > 0 but none of the fields {names} has two or more values in the "
                         "training products: nothing to align")
@@ -79,12 +91,14 @@ class LabelBatch:
     """The label texts of one micro-batch and which of them each positive must pick.
 
     texts[sum(per_field[:f]) + j] is candidate j of field f; targets[f, b] is the index (into
-    texts) of positive b's value of field f, or -1 when it has none.
+    texts) of positive b's value of field f, or -1 when it has none; offsets[i] is added to
+    text i's logit (tau * log prior, zero without logit adjustment).
     """
 
     texts: list[str]
     targets: torch.Tensor
     per_field: list[int]
+    offsets: Optional[torch.Tensor] = None
 
     def queries(self) -> list[QueryRecord]:
         """The label texts as text queries, embedded exactly like the benchmark's label texts."""
@@ -95,15 +109,24 @@ class LabelBatch:
 class LabelSampler:
     """Candidate label texts per field for a micro-batch, a pure function of (seed, step, rank)."""
 
-    def __init__(self, fields: Sequence[LabelField], per_field: int, seed: int, rank: int = 0) -> None:
+    def __init__(self, fields: Sequence[LabelField], per_field: int, seed: int, rank: int = 0,
+                 logit_adjust: Optional[Mapping[str, float]] = None) -> None:
         if per_field < 2:
             raise ValueError(f"loss.label_candidates must be at least 2, got {per_field}")
         self.fields, self.seed, self.rank = list(fields), seed, rank
         self.sizes = [min(len(f.values), per_field) for f in self.fields]
+        adjust = dict(logit_adjust or {})
+        unknown = sorted(set(adjust) - {f.name for f in self.fields})
+        if unknown:
+            raise DataError(f"loss.label_logit_adjust: field(s) {', '.join(unknown)} are not aligned; the label "
+                            f"fields are {[f.name for f in self.fields]}")
+        self.log_priors = {f.name: adjust[f.name] * np.log(np.asarray(f.counts, dtype=np.float64) / sum(f.counts))
+                           for f in self.fields if adjust.get(f.name, 0.0) != 0.0}
 
     def batch(self, positives: Sequence[ProductRecord], step: int) -> LabelBatch:
         rng = np.random.default_rng([self.seed, 3, step, self.rank])
         texts: list[str] = []
+        offsets: list[float] = []
         targets = torch.full((len(self.fields), len(positives)), -1, dtype=torch.long)
         for f, (field, size) in enumerate(zip(self.fields, self.sizes)):
             own = [field.value_of(p) for p in positives]
@@ -120,13 +143,18 @@ class LabelSampler:
             offset = len(texts)
             where = {v: offset + j for j, v in enumerate(chosen)}
             texts += chosen
+            log_prior = self.log_priors.get(field.name)
+            position = {v: j for j, v in enumerate(field.values)}
+            offsets += [0.0 if log_prior is None else float(log_prior[position[v]]) for v in chosen]
             for b, value in enumerate(own):
                 targets[f, b] = where.get(value, -1)
-        return LabelBatch(texts=texts, targets=targets, per_field=list(self.sizes))
+        return LabelBatch(texts=texts, targets=targets, per_field=list(self.sizes),
+                          offsets=torch.tensor(offsets, dtype=torch.float32) if self.log_priors else None)
 
 
 class LabelAlignmentLoss(nn.Module):
-    """Mean over fields of the cross-entropy of each product over its field's label texts."""
+    """Mean over fields of the cross-entropy of each product over its field's label texts
+    (logits shifted by the batch's offsets when logit adjustment is on)."""
 
     def __init__(self, temperature: Temperature) -> None:
         super().__init__()
@@ -134,6 +162,8 @@ class LabelAlignmentLoss(nn.Module):
 
     def forward(self, products: torch.Tensor, labels: torch.Tensor, batch: LabelBatch) -> torch.Tensor:
         logits = self.temperature() * (products.float() @ labels.float().T)
+        if batch.offsets is not None:
+            logits = logits + batch.offsets.to(logits.device)
         targets = batch.targets.to(products.device)
         losses = []
         start = 0
