@@ -70,11 +70,16 @@ class BatchMeta:
 TITLE_ONLY = ProductView(images=False, crops=False, title=True, category=False, attributes=False)
 
 
+LABEL_INPUT_GROUPS = {"image": "images", "title": "titles", "image_title": "image_titles"}
+"""Which embedding group each `loss.label_inputs` entry scores."""
+
+
 def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
-                 labels: Optional[LabelBatch] = None) -> dict[str, GroupSpec]:
+                 labels: Optional[LabelBatch] = None,
+                 label_inputs: Sequence[str] = ("image", "title")) -> dict[str, GroupSpec]:
     """The embedding groups of a micro-batch: queries, products (positives + hard negatives),
     the positives' images alone and titles alone (for the intra-product and label terms),
-    and the candidate label texts of the label term."""
+    their image + title when the label term scores it, and the candidate label texts."""
     groups: dict[str, GroupSpec] = {
         "queries": (batch.queries, processor.queries),
         "products": (batch.positives + batch.negatives, lambda recs: processor.products(recs, view)),
@@ -85,6 +90,9 @@ def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
         groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
     if labels is not None:
         groups["labels"] = (labels.queries(), processor.queries)
+        if "image_title" in label_inputs:
+            image_title = ProductView(images=True, crops=view.crops, title=True, category=False, attributes=False)
+            groups["image_titles"] = (batch.positives, lambda recs: processor.products(recs, image_title))
     return groups
 
 
@@ -107,6 +115,7 @@ class ContrastiveObjective(nn.Module):
         self.intra_weight = loss.intra_product_weight
         self.label_loss = LabelAlignmentLoss(self.temperature) if loss.label_weight > 0 else None
         self.label_weight = loss.label_weight
+        self.label_groups = [LABEL_INPUT_GROUPS[name] for name in loss.label_inputs]
         self.aux_weight = loss.aux_weight
         self.negatives = negatives
         self.queue = queue
@@ -172,8 +181,8 @@ class ContrastiveObjective(nn.Module):
                 total = total + self.intra_weight * intra
             if self.label_loss is not None and meta.labels is not None:
                 texts = embeddings["labels"].float()
-                label = 0.5 * (self.label_loss(embeddings["images"].float(), texts, meta.labels)
-                               + self.label_loss(embeddings["titles"].float(), texts, meta.labels))
+                label = torch.stack([self.label_loss(embeddings[group].float(), texts, meta.labels)
+                                     for group in self.label_groups]).mean()
                 stats["label"] = label.detach()
                 total = total + self.label_weight * label
         if self.queue is not None:

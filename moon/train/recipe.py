@@ -121,6 +121,10 @@ class LossSection(_Strict):
     label_fields: Optional[list[str]] = Field(default=None, description="category levels / attributes to align; "
                                               "default every one of the dataset")
     label_candidates: int = Field(default=64, ge=2, description="label texts per field and step")
+    label_inputs: list[Literal["image", "title", "image_title"]] = Field(
+        default_factory=lambda: ["image", "title"], min_length=1,
+        description="embeddings the label term scores: image alone, title alone, and/or image + title (the "
+                    "zero-shot benchmarks' input; one more forward pass of the positives)")
     label_logit_adjust: dict[str, float] = Field(default_factory=dict, description="field -> tau: add tau * log(prior) "
                                                  "to the field's label logits in training (long-tail macro-F1)")
     kind_weights: KindMix = Field(default_factory=lambda: KindMix(text=1, image=1, product=1))
@@ -133,6 +137,8 @@ class LossSection(_Strict):
             raise ValueError("matryoshka_weights needs one weight per matryoshka_dims entry")
         if any(tau < 0 for tau in self.label_logit_adjust.values()):
             raise ValueError(f"label_logit_adjust: tau must be >= 0, got {self.label_logit_adjust}")
+        if len(set(self.label_inputs)) != len(self.label_inputs):
+            raise ValueError(f"label_inputs repeats an input: {self.label_inputs}")
         if self.label_logit_adjust and self.label_weight == 0:
             raise ValueError("label_logit_adjust is set but label_weight is 0: there is no label term to adjust")
         return self

@@ -1,4 +1,5 @@
-"""False-negative masking in every negative source, checked against a by-hand InfoNCE."""
+"""False-negative masking in every negative source, checked against a by-hand InfoNCE; which
+embeddings the label term scores."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from moon.train.loss import id_tensor
-from moon.train.objective import BatchMeta, ContrastiveObjective
+from moon.train.labels import LabelAlignmentLoss, LabelBatch
+from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
+from moon.data.records import FULL_VIEW
 from moon.train.recipe import LossSection, NegativesSection
 from tests.conftest import build_products
 from tests.train.conftest import tiny_clip
@@ -92,3 +95,36 @@ def test_inactive_queue_adds_no_columns(model):
     obj.queue_active = False
     _, stats = obj.loss({"queries": _unit(2, 10), "products": _unit(4, 11)}, _meta(["A", "B"], ["A2", "C"], GROUPS))
     assert stats["candidates"].item() == 4
+
+
+def test_label_term_scores_the_inputs_the_recipe_names(model):
+    labels = LabelBatch(texts=["red", "blue", "green"], targets=torch.tensor([[0, 2]]), per_field=[3])
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
+    meta.labels = labels
+    emb = {"queries": _unit(2, 12), "products": _unit(4, 13), "images": _unit(2, 14), "titles": _unit(2, 15),
+           "image_titles": _unit(2, 16), "labels": _unit(3, 17)}
+    plain = LabelAlignmentLoss(lambda: torch.tensor(1 / TEMP))
+
+    def label_stat(inputs: list[str]) -> float:
+        loss = LossSection(temperature=TEMP, learn_temperature=False, label_weight=1.0, label_inputs=inputs)
+        obj = ContrastiveObjective(model, loss, NegativesSection(hard_k=1, spatial=True))
+        return obj.loss(emb, meta)[1]["label"].item()
+
+    per_input = {name: plain(emb[name], emb["labels"], labels).item() for name in ("images", "titles", "image_titles")}
+    assert label_stat(["image", "title"]) == pytest.approx((per_input["images"] + per_input["titles"]) / 2, rel=1e-5)
+    assert label_stat(["image_title"]) == pytest.approx(per_input["image_titles"], rel=1e-5)
+    assert label_stat(["image", "title", "image_title"]) == pytest.approx(sum(per_input.values()) / 3, rel=1e-5)
+
+    products = build_products(2, seed=9, images_per_product=(1, 1), size=16)
+
+    class Batch:
+        queries, positives, negatives = [], products, []
+
+    assert "image_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True, labels=labels)
+    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, labels=labels,
+                          label_inputs=["title", "image_title"])
+    records, make = groups["image_titles"]
+    assert records == products
+    image_title, title = make(records), groups["titles"][1](records)
+    assert image_title["pixel_values"].shape[0] == 2 and title["pixel_values"].shape[0] == 0  # the photos
+    assert torch.equal(image_title["input_ids"], title["input_ids"])  # and the titles

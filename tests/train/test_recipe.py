@@ -44,6 +44,8 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("deepspeed.precision=fp16", "recipe.yaml: deepspeed.precision: Input should be"),
     ("data.query_mix.video=1", "recipe.yaml: data.query_mix.video: Extra inputs are not permitted"),
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
+    ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
+    ("loss.label_inputs=[photo]", "recipe.yaml: loss.label_inputs.0: Input should be 'image', 'title' or 'image_title'"),
 ])
 def test_errors_name_the_key_path(write_recipe, override, expected):
     with pytest.raises(RecipeError) as err:
