@@ -15,6 +15,8 @@ positives (21% of a fashion-recipe step). Why one would pay it: mean pooling mix
 modalities, and a mix trained only through its parts need not land near the label. On the
 fashion catalogue a moon-tiny (no-MoE ablation, seed 0) trained on the parts scored articleType
 macro-F1 0.82 from its title alone, 0.40 from its image alone, and 0.66 from image + title.
+Adding the image + title input (925 steps for the same wall clock) raised articleType accuracy
+(0.911 / 0.907 vs 0.889 / 0.880, seeds 0 / 1) but not macro-F1, so the recipe does not set it.
 
 Per field (a category level or an attribute), the loss is a softmax over candidate label
 texts *of that field only*, so a product never has a false negative: two labels of one
