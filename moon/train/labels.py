@@ -127,8 +127,10 @@ class LabelSampler:
         if unknown:
             raise DataError(f"loss.label_logit_adjust: field(s) {', '.join(unknown)} are not aligned; the label "
                             f"fields are {[f.name for f in self.fields]}")
-        self.log_priors = {f.name: adjust[f.name] * np.log(np.asarray(f.counts, dtype=np.float64) / sum(f.counts))
+        self.log_priors = {f.name: {v: adjust[f.name] * float(np.log(n / sum(f.counts)))
+                                    for v, n in zip(f.values, f.counts)}
                            for f in self.fields if adjust.get(f.name, 0.0) != 0.0}
+        """Per adjusted field, each value's tau * log(prior): the offset added to its logit."""
 
     def batch(self, positives: Sequence[ProductRecord], step: int) -> LabelBatch:
         rng = np.random.default_rng([self.seed, 3, step, self.rank])
@@ -150,9 +152,8 @@ class LabelSampler:
             offset = len(texts)
             where = {v: offset + j for j, v in enumerate(chosen)}
             texts += chosen
-            log_prior = self.log_priors.get(field.name)
-            position = {v: j for j, v in enumerate(field.values)}
-            offsets += [0.0 if log_prior is None else float(log_prior[position[v]]) for v in chosen]
+            log_prior = self.log_priors.get(field.name, {})
+            offsets += [log_prior.get(v, 0.0) for v in chosen]
             for b, value in enumerate(own):
                 targets[f, b] = where.get(value, -1)
         return LabelBatch(texts=texts, targets=targets, per_field=list(self.sizes),

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moon.train.loss import id_tensor
+from moon.data.records import FULL_VIEW
 from moon.train.labels import LabelAlignmentLoss, LabelBatch
+from moon.train.loss import id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
-from moon.data.records import FULL_VIEW
 from moon.train.recipe import LossSection, NegativesSection
 from tests.conftest import build_products
 from tests.train.conftest import tiny_clip
