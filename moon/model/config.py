@@ -22,7 +22,7 @@ CONFIG_FILE = "moon_config.json"
 
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
 MoEMode = Literal["off", "guided", "router-only"]
-Pooling = Literal["mean", "last", "bidirectional-mean"]
+Pooling = Literal["mean", "modality-mean", "last", "bidirectional-mean"]
 RandomInit = Literal["zero-residual", "standard"]
 ComputeDtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -206,9 +206,17 @@ class MoonConfig(_Strict):
     inputs: InputConfig = InputConfig()
     moe: MoEConfig = MoEConfig()
     pooling: Pooling = "mean"
+    pooling_image_share: float = Field(default=0.5, gt=0.0, lt=1.0, description=(
+        "modality-mean only: weight of the image/crop tokens' mean (the text tokens' mean gets the rest)"))
     projection: ProjectionConfig = ProjectionConfig()
     lora: LoraSettings = LoraSettings()
     compute_dtype: ComputeDtype = "auto"
+
+    @model_validator(mode="after")
+    def _image_share_needs_modality_mean(self) -> "MoonConfig":
+        if self.pooling_image_share != 0.5 and self.pooling != "modality-mean":
+            raise ValueError(f"pooling_image_share applies to pooling 'modality-mean', not '{self.pooling}'")
+        return self
 
     def resolved_dtype(self, device: torch.device) -> torch.dtype:
         """`auto` = bf16 on CUDA, fp32 on CPU (bf16 autocast on CPU is opt-in)."""

@@ -276,7 +276,8 @@ class MoonModel(TrainableEmbedder):
         with routing_scope(segment_ids if self.moe_layers else None) as routing:
             hidden = adapter.run_language_model(backbone, embeds, mask, position_ids.transpose(0, 1),
                                                 image_mask, features)
-        embeddings, prefixes = self.head(pool(hidden, attention_mask, self.config.pooling))
+        pooled = pool(hidden, attention_mask, segment_ids, self.config.pooling, self.config.pooling_image_share)
+        embeddings, prefixes = self.head(pooled)
         moe = self.config.moe
         return EmbeddingOutput(embeddings=embeddings, aux_loss=routing.aux_loss(moe.aux_loss_weight, moe.z_loss_weight),
                                matryoshka=prefixes, stats=routing.stats())

@@ -26,6 +26,9 @@ def test_unknown_key_is_named(tmp_path):
         resolve_config(path)
     with pytest.raises(ConfigError, match=r"pooling"):
         resolve_config("moon-tiny", {"pooling": "max"})
+    with pytest.raises(ConfigError, match="pooling_image_share applies to pooling 'modality-mean'"):
+        resolve_config("moon-tiny", {"pooling_image_share": 0.25})
+    assert resolve_config("moon-tiny", {"pooling": "modality-mean", "pooling_image_share": 0.25}).pooling_image_share == 0.25
 
 
 def test_overrides_and_moe_validation():

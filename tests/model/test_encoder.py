@@ -29,7 +29,8 @@ def _stock_embeddings(model: MoonModel, inputs) -> torch.Tensor:
         out = stock(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                     pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
                     mm_token_type_ids=mm, use_cache=False)
-    return torch.nn.functional.normalize(pool(out.last_hidden_state, inputs["attention_mask"], "mean"), dim=-1)
+    return torch.nn.functional.normalize(pool(out.last_hidden_state, inputs["attention_mask"],
+                                                            inputs["segment_ids"], "mean"), dim=-1)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
