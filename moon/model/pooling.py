@@ -2,10 +2,11 @@
 
 `mean` (MOON): average over every non-pad token (image, crop and text tokens alike);
 `modality-mean`: average the image/crop tokens and the text tokens separately, then mix the
-two means with fixed weights (`pooling_image_share`, default half each), so the image's share no longer grows with its token count (a real Qwen2-VL
-sees hundreds of patches per photo next to a 20-token title). At moon-tiny's 13 image tokens
-it moved the share the other way (~43% -> 50%): on the fashion catalogue i2p R@1 rose
-(0.63 vs 0.59) and zero-shot cls fell (issue #9 table 8), so the fashion recipe keeps `mean`;
+two means with a fixed weight (`pooling_image_share`, default half each), so the image's
+weight no longer grows with its token count (a real Qwen2-VL sees hundreds of patches per
+photo next to a 20-token title). On moon-tiny's fashion recipe (issue #9 table 8) share 0.5
+raised i2p and lowered zero-shot cls; share 0.25 raised cls but lost usage / season accuracy,
+so that recipe keeps `mean` with fewer image tokens;
 `last`: the hidden state of the last non-pad token (the closing `<|im_end|>`), the usual
 choice for causal LLM embedders; `bidirectional-mean` (MOON Embedding): the LLM attends in
 both directions, then mean pooling. The attention switch lives here too so that everything

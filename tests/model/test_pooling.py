@@ -33,12 +33,15 @@ def test_modality_mean_gives_image_and_text_equal_weight():
     # a text-only item (a query) is its plain mean, not halved by a missing image side
     assert torch.allclose(pooled[2], hidden[2, :2].mean(0))
     assert torch.allclose(pooled[2], pool(hidden, mask, segments, "mean")[2])
-    # unlike plain mean, adding image tokens does not shrink the title's share
-    more_image = hidden[1].clone()
-    more_image[1:5] = hidden[0, 1:4].mean(0)
-    same = pool(more_image.unsqueeze(0), mask[1:2], segments[1:2], "modality-mean")[0]
-    assert torch.allclose(same, (hidden[0, 1:4].mean(0) + hidden[1, [0, 5]].mean(0)) / 2)
-
+    # repeating the image tokens changes a plain mean but not the modality mean
+    once = torch.stack([hidden[0, 0], hidden[0, 1], hidden[0, 4]])
+    thrice = torch.stack([hidden[0, 0], hidden[0, 1], hidden[0, 1], hidden[0, 1], hidden[0, 4]])
+    ones = torch.ones(1, 5, dtype=torch.long)
+    seg_once, seg_thrice = torch.tensor([[S, I, T]]), torch.tensor([[S, I, I, I, T]])
+    for mode, equal in (("modality-mean", True), ("mean", False)):
+        a = pool(once.unsqueeze(0), ones[:, :3], seg_once, mode)
+        b = pool(thrice.unsqueeze(0), ones, seg_thrice, mode)
+        assert torch.allclose(a, b, atol=1e-6) == equal
 
 def _first_token_state(model, products):
     """Hidden state of token 0 for a product, and for the same product with another title."""
