@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
+from moon.data.answers import SharedAnswers
 from moon.data.records import DataError, QueryRecord
 from moon.data.shards import Dataset, atomic_write_json
 from moon.model.api import Embedder, UnsupportedInputError
@@ -52,6 +53,8 @@ class MinerConfig(BaseModel):
     skip_top: int = Field(0, ge=0, description="knn: survivors skipped at the top (likely unlabelled positives)")
     relative_margin: Optional[float] = Field(0.95, gt=0.0, description=(
         "drop candidates scoring above this x the positive's score; None disables"))
+    skip_shared_answers: bool = Field(True, description=(
+        "never propose a product that another query of the split with the same text points at"))
     session_window: Optional[float] = Field(None, gt=0.0, description=(
         "session policy: also use queries within +/- this many seconds (any session)"))
     session_cap: int = Field(64, ge=1, description="session policy: at most this many time-window neighbours")
@@ -103,12 +106,14 @@ class MiningReport(BaseModel):
 
 @dataclass
 class QueryChunk:
-    """Training queries ready for mining: ids, log entry numbers, positive rows, unit vectors."""
+    """Training queries ready for mining: ids, log entry numbers, positive rows, unit vectors,
+    and per query the rows of the other products that answer its text (never its negatives)."""
 
     ids: list[str]
     entries: np.ndarray
     positives: np.ndarray
     vectors: np.ndarray
+    answers: Optional[list[list[int]]] = None
 
 
 @dataclass
@@ -148,7 +153,8 @@ def mine_arrays(catalogue: Catalogue, chunks: Iterable[QueryChunk], writer: Nega
             rows: dict[str, list] = {"query_id": [], "positive_id": [], "negative_id": [], "policy": [],
                                      "rank": [], "score": []}
             for i, query_id in enumerate(chunk.ids):
-                pair = PairNegatives(catalogue, chunk.vectors[i], int(chunk.positives[i]), settings, counters)
+                pair = PairNegatives(catalogue, chunk.vectors[i], int(chunk.positives[i]), settings, counters,
+                                     chunk.answers[i] if chunk.answers is not None else ())
                 streams = {}
                 if "same_category" in config.policies:
                     streams["same_category"] = pair.same_category(pair_rng(config.seed, query_id))
@@ -176,8 +182,8 @@ def mine_arrays(catalogue: Catalogue, chunks: Iterable[QueryChunk], writer: Nega
     finally:
         bar.close()
     report.per_policy = per_policy
-    report.filtered = {"same_group": counters.same_group, "margin": counters.margin,
-                       "skipped_top": counters.skipped_top}
+    report.filtered = {"same_group": counters.same_group, "shared_answer": counters.shared_answer,
+                       "margin": counters.margin, "skipped_top": counters.skipped_top}
     report.seconds["search"] = search_time
     report.seconds["select"] = select_time
     return report
@@ -276,7 +282,7 @@ def _embed_queries(embedder: Embedder, batch: list[QueryRecord], config: MinerCo
 
 
 def _query_chunks(embedder: Embedder, ds: Dataset, split: str, row_of: dict[str, int], config: MinerConfig,
-                  report: MiningReport) -> Iterator[QueryChunk]:
+                  report: MiningReport, answers: Optional[SharedAnswers] = None) -> Iterator[QueryChunk]:
     entry = 0
     for batch in _chunks(ds.queries(split), config.chunk_size):
         entries = np.arange(entry, entry + len(batch))
@@ -290,9 +296,12 @@ def _query_chunks(embedder: Embedder, ds: Dataset, split: str, row_of: dict[str,
         if not kept:
             continue
         chosen = [known[i] for i in kept]
+        shared = None
+        if answers is not None:
+            shared = [[row_of[p] for p in answers.of(batch[i]) if p in row_of] for i in chosen]
         yield QueryChunk(ids=[batch[i].query_id for i in chosen], entries=entries[chosen],
                          positives=np.asarray([row_of[batch[i].positive_id] for i in chosen], dtype=np.int64),
-                         vectors=vectors)
+                         vectors=vectors, answers=shared)
 
 
 def _model_fingerprint(embedder: Embedder) -> str:
@@ -324,12 +333,13 @@ def mine_negatives(embedder: Embedder, dataset: Union[str, Path, Dataset], split
     log = None
     if "session" in config.policies:
         log = session_log(ds, split, row_of, config.session_window, config.session_cap)
+    answers = SharedAnswers(ds.queries(split)) if config.skip_shared_answers else None
     metadata = {"model_id": embedder.model_id, "model_fingerprint": _model_fingerprint(embedder),
                 "dataset": str(ds.root.resolve()), "dataset_name": ds.name, "split": split,
                 "config": config.model_dump(mode="json")}
     t1 = time.perf_counter()
     with NegativesWriter(out_path, metadata) as writer:
-        mine_arrays(catalogue, _query_chunks(embedder, ds, split, row_of, config, report), writer, config,
+        mine_arrays(catalogue, _query_chunks(embedder, ds, split, row_of, config, report, answers), writer, config,
                     log=log, report=report, total=ds.count(split, "queries"), show_progress=show_progress)
     report.seconds["mine"] = time.perf_counter() - t1
     atomic_write_json(report_path(out_path), report.model_dump(mode="json"))

@@ -10,7 +10,8 @@ Three policies propose candidates for one training pair (query, positive):
   within a time window, hardest first (what the same user looked at in the same context).
 
 Every candidate passes the same false-negative filter: never the positive's group (which
-includes the positive), and never a candidate whose score exceeds `relative_margin` x the
+includes the positive), never a product that another query with the same text points at
+(moon.data.answers), and never a candidate whose score exceeds `relative_margin` x the
 positive's score. Policies are merged round-robin in the configured order, so each gets
 an equal share of the k slots and a policy that runs dry leaves its slots to the others;
 a product proposed twice keeps the first policy that proposed it.
@@ -110,6 +111,7 @@ class Counters:
     """What the filters removed, summed over pairs (reported, never silent)."""
 
     same_group: int = 0
+    shared_answer: int = 0
     margin: int = 0
     skipped_top: int = 0
 
@@ -124,8 +126,9 @@ class PairNegatives:
     """Candidate streams for one pair, filtered, merged round-robin into at most k negatives."""
 
     def __init__(self, catalogue: Catalogue, query: np.ndarray, positive: int, settings: PolicySettings,
-                 counters: Counters):
+                 counters: Counters, answers: Sequence[int] = ()):
         self.cat, self.q, self.pos = catalogue, query, positive
+        self.answers = set(answers)
         self.settings, self.counters = settings, counters
         self.group = catalogue.groups[positive]
         pos_score = float(catalogue.vectors[positive] @ query)
@@ -139,6 +142,9 @@ class PairNegatives:
         for row, score in zip(rows.tolist(), scores.tolist()):
             if self.cat.groups[row] == self.group:
                 self.counters.same_group += 1
+                continue
+            if row in self.answers:
+                self.counters.shared_answer += 1
                 continue
             if skip > 0:
                 skip -= 1

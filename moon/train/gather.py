@@ -23,20 +23,30 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def collective_device() -> torch.device:
+    """Where collective tensors must live: NCCL only moves CUDA tensors, gloo CPU ones."""
+    if dist.is_available() and dist.is_initialized() and "nccl" in str(dist.get_backend()).lower():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_gather_tensor(x: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's copy of `x` in rank order (no autograd). All ranks must pass equal shapes."""
+    """Every rank's copy of `x` in rank order, on x's device (no autograd). All ranks must pass
+    equal shapes."""
     rank, size = world()
     if size == 1:
         return [x]
-    shape = torch.tensor(list(x.shape), dtype=torch.long)
+    device = collective_device()
+    shape = torch.tensor(list(x.shape), dtype=torch.long, device=device)
     shapes = [torch.zeros_like(shape) for _ in range(size)]
     dist.all_gather(shapes, shape)
     if any(not torch.equal(s, shape) for s in shapes):
         raise RuntimeError(f"rank {rank}: all_gather needs equal shapes on every rank, got "
                            f"{[tuple(s.tolist()) for s in shapes]}")
-    out = [torch.empty_like(x) for _ in range(size)]
-    dist.all_gather(out, x.contiguous())
-    return out
+    sent = x.contiguous().to(device)
+    out = [torch.empty_like(sent) for _ in range(size)]
+    dist.all_gather(out, sent)
+    return [part.to(x.device) for part in out]
 
 
 @dataclass
@@ -67,6 +77,6 @@ def any_rank(flag: bool) -> bool:
     _, size = world()
     if size == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)

@@ -29,14 +29,22 @@ def id_tensor(values: Sequence[str]) -> torch.Tensor:
 
 
 def false_negative_mask(positive_ids: torch.Tensor, positive_groups: torch.Tensor, candidate_ids: torch.Tensor,
-                        candidate_groups: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+                        candidate_groups: torch.Tensor, labels: torch.Tensor,
+                        answer_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
     """[B, N] True where a candidate must not count as a negative of query b.
 
     A candidate is masked when it is the positive product (a duplicate of the label column,
-    e.g. from another rank or the queue) or shares the positive's group; the label column
-    itself stays visible.
+    e.g. from another rank or the queue), shares the positive's group, or is one of query b's
+    other answers (`answer_ids` [B, A], rows padded with the positive's id; see
+    moon.data.answers); the label column itself stays visible.
     """
     mask = (candidate_ids[None, :] == positive_ids[:, None]) | (candidate_groups[None, :] == positive_groups[:, None])
+    if answer_ids is not None and answer_ids.shape[1] > 0:
+        # Sorted rows + searchsorted: memory [B, N], not [B, N, A] (N grows with ranks and queue).
+        answers = answer_ids.sort(dim=1).values
+        wanted = candidate_ids[None, :].expand(answers.shape[0], -1).contiguous()
+        found = torch.searchsorted(answers, wanted).clamp(max=answers.shape[1] - 1)
+        mask |= answers.gather(1, found) == wanted
     mask[torch.arange(labels.shape[0]), labels] = False
     return mask
 

@@ -12,12 +12,13 @@ hooks, ZeRO-3 parameter gathering and autocast all key on engine forwards):
 Candidate columns of the query->product logits are, in order: this rank's products (the
 B positives, then the B*k hard negatives), the other ranks' products (spatial), then the
 queue (temporal). The label of query i is column i; `false_negative_mask` removes the
-positive's duplicates and group mates from every source.
+positive's duplicates, its group mates and the other answers of the query's text from every
+source.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -48,6 +49,7 @@ class BatchMeta:
     hard_owner: torch.Tensor
     kinds: torch.Tensor
     weights: torch.Tensor
+    answer_ids: Optional[torch.Tensor] = None
     labels: Optional[LabelBatch] = None
 
     @classmethod
@@ -55,6 +57,13 @@ class BatchMeta:
                    labels: Optional[LabelBatch] = None) -> "BatchMeta":
         products = batch.positives + batch.negatives
         kinds = [KINDS.index(q.kind) for q in batch.queries]
+        answer_ids = None
+        if any(batch.answers):
+            width = max(len(a) for a in batch.answers)
+            # Rows padded with the query's own positive, which the mask hides anyway.
+            answer_ids = id_tensor([a for q, answers in zip(batch.queries, batch.answers)
+                                    for a in list(answers) + [q.positive_id] * (width - len(answers))])
+            answer_ids = answer_ids.view(len(batch.queries), width)
         return cls(
             positive_ids=id_tensor([p.product_id for p in batch.positives]),
             positive_groups=id_tensor([p.group_id for p in batch.positives]),
@@ -63,8 +72,21 @@ class BatchMeta:
             hard_owner=torch.arange(len(batch.queries)).repeat_interleave(batch.hard_k),
             kinds=torch.tensor(kinds, dtype=torch.long),
             weights=torch.tensor([kind_weights[q.kind] for q in batch.queries], dtype=torch.float32),
+            answer_ids=answer_ids,
             labels=labels,
         )
+
+    def to(self, device: torch.device) -> "BatchMeta":
+        """A copy with every tensor (label targets included) on `device`: the loss compares ids
+        against embeddings' columns and all-gathers them, which NCCL does only on CUDA."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.to(device)
+        if self.labels is not None:
+            moved["labels"] = replace(self.labels, targets=self.labels.targets.to(device),
+                                      offsets=None if self.labels.offsets is None else self.labels.offsets.to(device))
+        return BatchMeta(**moved)
 
 
 TITLE_ONLY = ProductView(images=False, crops=False, title=True, category=False, attributes=False)
@@ -167,11 +189,12 @@ class ContrastiveObjective(nn.Module):
         with torch.autocast(device_type=device.type, enabled=False):
             gathered, cand, cand_ids, cand_groups = self._candidates(products.float(), meta)
             labels = torch.arange(n_queries, device=device)
-            mask = false_negative_mask(meta.positive_ids, meta.positive_groups, cand_ids, cand_groups, labels)
+            mask = false_negative_mask(meta.positive_ids, meta.positive_groups, cand_ids, cand_groups, labels,
+                                       meta.answer_ids)
             if not self.negatives.in_batch:
                 allowed = torch.zeros(n_queries, n_local, dtype=torch.bool, device=device)
                 allowed[labels, labels] = True
-                allowed[meta.hard_owner, n_queries + torch.arange(meta.hard_owner.shape[0])] = True
+                allowed[meta.hard_owner, n_queries + torch.arange(meta.hard_owner.shape[0], device=device)] = True
                 mask[:, :n_local] |= ~allowed
             total, per_query = self.query_loss(queries.float(), cand, labels, mask, meta.weights)
             stats = self._stats(queries, cand, labels, mask, per_query, meta)

@@ -150,6 +150,9 @@ class NegativesSection(_Strict):
     spatial: bool = Field(default=True, description="all-gather products from every data-parallel rank")
     queue_size: int = Field(default=0, ge=0, description="temporal FIFO of product embeddings (0 = off)")
     queue_start_step: int = Field(default=0, ge=0, description="steps before the queue is used")
+    mask_shared_answers: bool = Field(
+        default=True, description="never score as a negative a product that another training query with the "
+                                  "same text points at (moon.data.answers)")
 
 
 class OptimSection(_Strict):

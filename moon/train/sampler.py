@@ -10,7 +10,8 @@ Hard negatives (MOON's same-category negatives) come from the miner's sidecar pa
 by query id and else by positive id; when a query has fewer than k mined negatives, or no
 sidecar is given, the rest are random products of the positive's leaf category (then of
 its parent levels, then of the whole catalogue). Products of the positive's group are
-never chosen. Every fallback is counted in `report`.
+never chosen, nor (given `answers`) products that another training query with the same text
+points at (see moon.data.answers). Every fallback and skip is counted in `report`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from moon.data.answers import SharedAnswers
 from moon.data.records import DataError, ProductRecord, QueryKind, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,15 @@ def kind_counts(mix: Mapping[QueryKind, float], batch_size: int,
 
 @dataclass
 class TrainBatch:
-    """One rank's micro-batch. negatives[i*k:(i+1)*k] are the hard negatives of queries[i]."""
+    """One rank's micro-batch. negatives[i*k:(i+1)*k] are the hard negatives of queries[i];
+    answers[i] are the other products that answer queries[i]'s text (never its negatives)."""
 
     step: int
     queries: list[QueryRecord]
     positives: list[ProductRecord]
     negatives: list[ProductRecord]
     hard_k: int
+    answers: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,7 +74,9 @@ class SamplerReport:
     sidecar_unknown_products: int = 0
     sidecar_same_group: int = 0
     mined_negatives_used: int = 0
+    mined_negatives_shared_answer: int = 0
     category_fallback_negatives: int = 0
+    shared_answers: dict[str, float] = field(default_factory=dict)
 
 
 class _Catalogue:
@@ -91,19 +97,24 @@ class _Catalogue:
         self.pools = {key: np.array(v, dtype=np.int64) for key, v in pools.items()}
         self.all = np.arange(len(self.products), dtype=np.int64)
 
-    def fallback(self, positive: int, taken: list[int], k: int, rng: np.random.Generator) -> list[int]:
-        """Up to k random products, nearest category level first, never of the positive's group."""
+    def fallback(self, positive: int, taken: list[int], k: int, rng: np.random.Generator,
+                 exclude: Sequence[int] = ()) -> list[int]:
+        """Up to k random products, nearest category level first, never of the positive's group
+        nor in `exclude`."""
         group = self.groups[positive]
         chosen = list(taken)
+        banned = np.asarray(list(taken) + list(exclude), dtype=np.int64)
         category = self.products[positive].category
         levels = [self.pools[tuple(category[:d])] for d in range(len(category), 0, -1)] + [self.all]
         for pool in levels:
             if len(chosen) >= k:
                 break
             ok = pool[self.groups[pool] != group]
-            ok = ok[~np.isin(ok, chosen)]
+            ok = ok[~np.isin(ok, banned)]
             if len(ok):
-                chosen.extend(rng.choice(ok, size=min(k - len(chosen), len(ok)), replace=False).tolist())
+                picked = rng.choice(ok, size=min(k - len(chosen), len(ok)), replace=False).tolist()
+                chosen.extend(picked)
+                banned = np.concatenate([banned, np.asarray(picked, dtype=np.int64)])
         return chosen[len(taken):]
 
 
@@ -143,7 +154,8 @@ class TrainSampler:
 
     def __init__(self, queries: Sequence[QueryRecord], products: Sequence[ProductRecord],
                  mix: Mapping[QueryKind, float], batch_size: int, hard_k: int, seed: int,
-                 rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None) -> None:
+                 rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None,
+                 answers: Optional[SharedAnswers] = None) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.report = SamplerReport()
@@ -167,6 +179,9 @@ class TrainSampler:
         self.report.batch_kinds = {k.value: n for k, n in self.counts.items()}
         self.mined = (_MinedNegatives(Path(negatives_path), self.catalogue, self.report)
                       if negatives_path is not None else None)
+        self.answers = answers
+        if answers is not None:
+            self.report.shared_answers = answers.summary()
         self._perms: dict[tuple[int, int], np.ndarray] = {}
 
     @property
@@ -198,22 +213,31 @@ class TrainSampler:
             out.append(pool[int(self._perm(kind_index, epoch, n)[offset])])
         return out
 
+    def _answers(self, query: QueryRecord) -> tuple[str, ...]:
+        return self.answers.of(query) if self.answers is not None else ()
+
     def _negatives(self, query: QueryRecord, positive: int, rng: np.random.Generator) -> list[int]:
         k = self.hard_k
         chosen: list[int] = []
+        shared = {self.catalogue.index[i] for i in self._answers(query) if i in self.catalogue.index}
         if self.mined is not None:
             mined = self.mined.candidates(query)
+            if shared and mined:
+                kept = [n for n in mined if n not in shared]
+                self.report.mined_negatives_shared_answer += len(mined) - len(kept)
+                mined = kept
             if mined:
                 pick = rng.choice(len(mined), size=min(k, len(mined)), replace=False)
                 chosen = [mined[int(i)] for i in pick]
                 self.report.mined_negatives_used += len(chosen)
         if len(chosen) < k:
-            extra = self.catalogue.fallback(positive, chosen, k, rng)
+            extra = self.catalogue.fallback(positive, chosen, k, rng, exclude=sorted(shared))
             self.report.category_fallback_negatives += len(extra)
             chosen += extra
         if len(chosen) < k:
             raise DataError(f"cannot find {k} hard negatives for query {query.query_id}: the training split has "
-                            f"only {len(chosen)} products outside its positive's group")
+                            f"only {len(chosen)} products outside its positive's group and the products that "
+                            "answer the same query text")
         return chosen
 
     def batch(self, step: int) -> TrainBatch:
@@ -228,12 +252,14 @@ class TrainSampler:
                 negatives += self._negatives(q, pos, rng)
         products = self.catalogue.products
         return TrainBatch(step=step, queries=queries, positives=[products[i] for i in positives],
-                          negatives=[products[i] for i in negatives], hard_k=self.hard_k)
+                          negatives=[products[i] for i in negatives], hard_k=self.hard_k,
+                          answers=[self._answers(q) for q in queries])
 
     def state_dict(self) -> dict:
         """What must match for a resumed run to see the same data order."""
         return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self.world_size,
-                "hard_k": self.hard_k, "counts": {k.value: n for k, n in self.counts.items()},
+                "hard_k": self.hard_k, "shared_answers": self.answers is not None,
+                "counts": {k.value: n for k, n in self.counts.items()},
                 "queries": self.report.queries_by_kind, "products": len(self.catalogue.products)}
 
     def check_resume(self, saved: Mapping) -> None:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from moon.data.answers import SharedAnswers
 from moon.data.shards import atomic_write_bytes, atomic_write_json
 from moon.model.base import move_inputs
 from moon.train.checkpoint import CheckpointManager
 from moon.train.distributed import DistInfo, barrier, init_distributed
-from moon.train.gather import any_rank
+from moon.train.gather import any_rank, collective_device
 from moon.train.gradcache import gradcache_step
 from moon.train.labels import LabelSampler, label_fields
 from moon.train.models import build_model
@@ -104,8 +105,9 @@ def _mean_over_ranks(stats: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     keys = sorted(stats[0])
     vec = torch.stack([torch.stack([s[k].detach().float().cpu().reshape(()) for s in stats]).mean() for k in keys])
     if dist.is_initialized() and dist.get_world_size() > 1:
+        vec = vec.to(collective_device())
         dist.all_reduce(vec)
-        vec /= dist.get_world_size()
+        vec = vec.cpu() / dist.get_world_size()
     return {k: float(v) for k, v in zip(keys, vec.tolist())}
 
 
@@ -175,7 +177,7 @@ class Trainer:
         self.sampler = TrainSampler(
             self.train_queries, self.train_products, {k: r.data.query_mix.of(k) for k in KINDS},
             r.optim.batch_size, r.negatives.hard_k, r.run.seed, self.dist.rank, self.dist.world_size,
-            r.data.negatives)
+            r.data.negatives, SharedAnswers(self.train_queries) if r.negatives.mask_shared_answers else None)
         self.kind_weights = {k: r.loss.kind_weights.of(k) for k in KINDS}
         self.view = r.data.product_view.to_view()
 
@@ -204,7 +206,7 @@ class Trainer:
             micro_step = (step - 1) * accum + micro
             batch = self.sampler.batch(micro_step)
             labels = self.labels.batch(batch.positives, micro_step) if self.labels is not None else None
-            meta = BatchMeta.from_batch(batch, self.kind_weights, labels)
+            meta = BatchMeta.from_batch(batch, self.kind_weights, labels).to(self.device)
             groups = build_groups(batch, self.model.processor, self.view, r.loss.intra_product_weight > 0, labels,
                                   r.loss.label_inputs)
             if r.optim.gradcache_chunk:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from moon.data.answers import SharedAnswers
 from moon.data.records import DataError
 from moon.data.shards import open_dataset
 from moon.negatives.fallback import FallbackEmbedder
@@ -44,6 +45,17 @@ def test_never_the_positive_nor_its_group_and_policy_recorded(mining_dataset, re
         assert [r["rank"] for r in pair] == list(range(len(pair))) and len(pair) <= 6
         assert len({r["negative_id"] for r in pair}) == len(pair)
     assert report_path(tmp_path / "neg.parquet").is_file()
+
+
+def test_products_answering_the_same_query_text_are_never_proposed(mining_dataset, records, tmp_path):
+    _, queries = records
+    answers = SharedAnswers(queries.values())
+    shared = lambda rows: sum(r["negative_id"] in answers.of(queries[r["query_id"]]) for r in rows)  # noqa: E731
+    report, rows = _mine(mining_dataset, tmp_path / "neg.parquet", k=6, policies=["knn", "same_category"])
+    assert shared(rows) == 0 and report.filtered["shared_answer"] > 0
+    unfiltered_report, unfiltered = _mine(mining_dataset, tmp_path / "raw.parquet", k=6,
+                                          policies=["knn", "same_category"], skip_shared_answers=False)
+    assert shared(unfiltered) > 0 and unfiltered_report.filtered["shared_answer"] == 0
 
 
 def test_margin_is_respected_and_scores_are_true_cosines(mining_dataset, records, tmp_path):

@@ -29,6 +29,20 @@ def test_false_negative_mask_hides_duplicates_and_group_mates_but_not_the_label(
                              [False, False, False, False, False]]
 
 
+def test_false_negative_mask_hides_other_answers_of_the_query_text():
+    pos_ids, pos_groups = torch.tensor([1, 2]), torch.tensor([10, 20])
+    cand_ids = torch.tensor([1, 2, 7, 5, 9])
+    cand_groups = torch.tensor([10, 20, 70, 50, 90])
+    # query 0's text is also answered by products 9 and 5 (unsorted); query 1's row is padding only
+    answers = torch.tensor([[9, 5], [2, 2]])
+    mask = false_negative_mask(pos_ids, pos_groups, cand_ids, cand_groups, torch.tensor([0, 1]), answers)
+    assert mask.tolist() == [[False, False, False, True, True],
+                             [False, False, False, False, False]]
+    empty = false_negative_mask(pos_ids, pos_groups, cand_ids, cand_groups, torch.tensor([0, 1]),
+                                torch.zeros(2, 0, dtype=torch.long))
+    assert not empty.any()
+
+
 def test_infonce_matches_manual_cross_entropy_and_ignores_masked_columns():
     q, c = _unit(3, 8, 0), _unit(5, 8, 1)
     temp = Temperature(0.1, learnable=False)

@@ -7,13 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from moon.data.answers import SharedAnswers
 from moon.data.records import FULL_VIEW
 from moon.train.labels import LabelAlignmentLoss, LabelBatch
 from moon.train.loss import id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
 from moon.train.recipe import LossSection, NegativesSection
-from tests.conftest import build_products
+from moon.train.sampler import KINDS, TrainSampler
+from tests.conftest import build_products, build_queries
 from tests.train.conftest import tiny_clip
 
 TEMP = 0.1
@@ -68,6 +70,49 @@ def test_masking_covers_in_batch_hard_and_queue(model):
     assert stats["masked"].item() == pytest.approx((2 + 1) / 2)
     assert stats["candidates"].item() == 7
     assert queue.contents()[1].tolist() == id_tensor(["B", "A2", "C"]).tolist()  # newest local products
+
+
+def test_other_answers_of_a_query_text_are_masked_in_every_source(model):
+    # q1 (positive B) shares its text with C (its hard negative) and E (in the queue).
+    queue = EmbeddingQueue(3, 32)
+    queue_emb = _unit(3, 1)
+    queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
+    obj = _objective(model, queue=queue)
+    q, products = _unit(2, 2), _unit(4, 3)
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
+    meta.answer_ids = id_tensor(["A", "A", "C", "E"]).view(2, 2)
+    loss, _ = obj.loss({"queries": q, "products": products}, meta)
+    expected = reference(q, torch.cat([products, queue_emb]), allowed=[[0, 1, 3, 5, 6], [0, 1, 2, 4]])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_batch_meta_pads_each_querys_answers_with_its_positive():
+    products = build_products(24, seed=5, images_per_product=(1, 1), size=16)
+    queries = build_queries(products, seed=5)
+    answers = SharedAnswers(queries)
+    batch = TrainSampler(queries, products, {k: 1.0 for k in KINDS}, batch_size=6, hard_k=1, seed=0,
+                         answers=answers).batch(0)
+    meta = BatchMeta.from_batch(batch, {k: 1.0 for k in KINDS})
+    width = max(len(a) for a in batch.answers)
+    assert meta.answer_ids.shape == (6, width) and width > 0
+    for row, q in zip(meta.answer_ids.tolist(), batch.queries):
+        padding = [q.positive_id] if len(answers.of(q)) < width else []
+        assert set(row) == set(id_tensor(list(answers.of(q)) + padding).tolist())
+    batch.answers = [()] * 6
+    assert BatchMeta.from_batch(batch, {k: 1.0 for k in KINDS}).answer_ids is None
+
+
+def test_batch_meta_moves_every_tensor_to_the_training_device():
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
+    meta.answer_ids = id_tensor(["A", "C"]).view(2, 1)
+    meta.labels = LabelBatch(texts=["x", "y"], targets=torch.tensor([[0], [1]]), per_field=[2],
+                             offsets=torch.zeros(2))
+    moved = meta.to(torch.device("meta"))
+    tensors = [getattr(moved, f) for f in ("positive_ids", "positive_groups", "product_ids", "product_groups",
+                                           "hard_owner", "kinds", "weights", "answer_ids")]
+    tensors += [moved.labels.targets, moved.labels.offsets]
+    assert all(t.device.type == "meta" for t in tensors)
+    assert meta.positive_ids.device.type == "cpu" and moved.labels.texts == ["x", "y"]
 
 
 def test_queue_is_refilled_with_this_steps_products(model):

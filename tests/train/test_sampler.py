@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from moon.data.answers import SharedAnswers
 from moon.data.records import DataError, QueryKind, QueryRecord
 from moon.negatives.sidecar import write_negatives
 from moon.train.sampler import KINDS, TrainSampler, kind_counts
@@ -93,6 +94,46 @@ def test_mined_sidecar_is_used_and_bad_rows_are_counted(catalogue, tmp_path):
     assert sampler.report.sidecar_same_group == 1
     assert sampler.report.sidecar_unknown_products == 1
     assert sampler.report.mined_negatives_used == 2
+
+
+def _shared_answer_negatives(sampler: TrainSampler, answers: SharedAnswers, steps: int) -> int:
+    """How many hard negatives of text queries answer the query's own text."""
+    found = 0
+    for step in range(steps):
+        batch = sampler.batch(step)
+        k = batch.hard_k
+        for i, q in enumerate(batch.queries):
+            found += sum(n.product_id in answers.of(q) for n in batch.negatives[k * i:k * (i + 1)])
+    return found
+
+
+def test_products_answering_the_same_text_are_never_hard_negatives(catalogue):
+    products, queries = catalogue
+    answers = SharedAnswers(queries)
+    assert _shared_answer_negatives(_sampler(catalogue, hard_k=4), answers, 24) > 0
+    sampler = _sampler(catalogue, hard_k=4, answers=answers)
+    assert _shared_answer_negatives(sampler, answers, 24) == 0
+    batch = sampler.batch(0)
+    assert batch.answers == [answers.of(q) for q in batch.queries]
+    assert any(batch.answers) and sampler.state_dict()["shared_answers"] is True
+
+
+def test_mined_negatives_that_answer_the_query_text_are_skipped_and_counted(catalogue, tmp_path):
+    products, queries = catalogue
+    answers = SharedAnswers(queries)
+    q = next(q for q in queries if q.kind == T and answers.of(q))
+    (shared,) = answers.of(q)
+    other = next(p.product_id for p in products if p.product_id not in (shared, q.positive_id)
+                 and p.group_id != next(x.group_id for x in products if x.product_id == q.positive_id))
+    path = write_negatives(tmp_path / "neg.parquet", {
+        "query_id": [q.query_id] * 2, "positive_id": [q.positive_id] * 2, "negative_id": [shared, other],
+        "policy": ["test"] * 2, "rank": [0, 1], "score": [0.9, 0.8]})
+    sampler = TrainSampler([q], products, {T: 1, I: 0, P: 0}, batch_size=1, hard_k=2, seed=0,
+                           negatives_path=path, answers=answers)
+    negatives = [n.product_id for n in sampler.batch(0).negatives]
+    assert other in negatives and shared not in negatives
+    assert sampler.report.mined_negatives_shared_answer == 1
+    assert sampler.report.mined_negatives_used == 1 and sampler.report.category_fallback_negatives == 1
 
 
 def test_queries_with_unknown_positive_are_counted_not_used(catalogue):
