@@ -31,6 +31,9 @@ def mine(model: str = typer.Option(..., "--model", help="saved model dir, a rese
          seed: int = typer.Option(0, "--seed"),
          skip_top: int = typer.Option(0, "--skip-top", help="knn: neighbours skipped at the top"),
          margin: Optional[float] = typer.Option(0.95, "--margin", help="drop candidates above margin x positive score"),
+         shared_answers: bool = typer.Option(False, "--keep-shared-answers",
+                                             help="also propose products that another query with the same text "
+                                                  "points at (off: they are right answers, not negatives)"),
          session_window: Optional[float] = typer.Option(None, "--session-window", help="seconds around each query"),
          chunk_size: int = typer.Option(1024, "--chunk-size", help="records embedded at once (bounds memory)"),
          batch_size: int = typer.Option(32, "--batch-size", help="embedder batch size"),
@@ -44,7 +47,7 @@ def mine(model: str = typer.Option(..., "--model", help="saved model dir, a rese
 
         config = MinerConfig(k=k, policies=[p.strip() for p in policies.split(",") if p.strip()], seed=seed,
                              skip_top=skip_top, relative_margin=margin, session_window=session_window,
-                             chunk_size=chunk_size, embed_batch_size=batch_size, exact_max=exact_max,
+                             skip_shared_answers=not shared_answers, chunk_size=chunk_size, embed_batch_size=batch_size, exact_max=exact_max,
                              nprobe=nprobe)
         embedder = FallbackEmbedder() if model == "fallback" else load_embedder(model)
         report = mine_negatives(embedder, data, split, out, config)

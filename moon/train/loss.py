@@ -111,19 +111,27 @@ class IntraProductLoss(nn.Module):
     """MOON2.0's intra-product alignment: a product's image embedding <-> its own title's.
 
     Symmetric InfoNCE over the batch's products; products of the same group are masked
-    (their titles may legitimately describe each other's images).
+    (their titles may legitimately describe each other's images). `extra_titles` (the hard
+    negatives' titles, with `extra_groups`) are further columns of the image -> title direction
+    only: an image must then pick its own title among titles of its own category, which is
+    what text -> image search over one catalogue asks of it.
     """
 
     def __init__(self, temperature: Temperature) -> None:
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, image_emb: torch.Tensor, title_emb: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, image_emb: torch.Tensor, title_emb: torch.Tensor, group_ids: torch.Tensor,
+                extra_titles: Optional[torch.Tensor] = None,
+                extra_groups: Optional[torch.Tensor] = None) -> torch.Tensor:
         n = image_emb.shape[0]
         labels = torch.arange(n, device=image_emb.device)
         mask = group_ids[None, :] == group_ids[:, None]
         mask[labels, labels] = False
         logits = self.temperature() * (image_emb.float() @ title_emb.float().T)
-        i2t = F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
         t2i = F.cross_entropy(logits.T.masked_fill(mask, float("-inf")), labels)
+        if extra_titles is not None and extra_titles.shape[0] > 0:
+            logits = torch.cat([logits, self.temperature() * (image_emb.float() @ extra_titles.float().T)], dim=1)
+            mask = torch.cat([mask, extra_groups[None, :] == group_ids[:, None]], dim=1)
+        i2t = F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
         return (i2t + t2i) / 2

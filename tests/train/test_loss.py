@@ -99,3 +99,14 @@ def test_intra_product_loss_is_symmetric_and_masks_group_mates():
     distinct, variants = torch.tensor([1, 2, 3]), torch.tensor([1, 1, 3])
     assert loss_fn(img, txt, distinct).item() == pytest.approx(loss_fn(txt, img, distinct).item(), rel=1e-6)
     assert loss_fn(img, txt, variants).item() < loss_fn(img, txt, distinct).item()
+
+
+def test_intra_extra_titles_are_image_to_title_negatives_only():
+    img, txt, extra = _unit(3, 8, 6), _unit(3, 8, 7), _unit(2, 8, 8)
+    groups, extra_groups = torch.tensor([1, 2, 3]), torch.tensor([4, 2])  # extra title 1 is product 1's variant
+    loss = IntraProductLoss(Temperature(0.1, learnable=False))(img, txt, groups, extra, extra_groups)
+    logits = 10.0 * img @ torch.cat([txt, extra]).T
+    allowed = [[0, 1, 2, 3, 4], [0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    i2t = torch.stack([-(logits[i, i] - torch.logsumexp(logits[i, cols], 0)) for i, cols in enumerate(allowed)])
+    t2i = F.cross_entropy(logits[:, :3].T, torch.arange(3))
+    assert loss.item() == pytest.approx(((i2t.mean() + t2i) / 2).item(), rel=1e-5)

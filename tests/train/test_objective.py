@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from moon.data.answers import SharedAnswers
 from moon.data.records import FULL_VIEW
 from moon.train.labels import LabelAlignmentLoss, LabelBatch
-from moon.train.loss import id_tensor
+from moon.train.loss import IntraProductLoss, id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
 from moon.train.recipe import LossSection, NegativesSection
@@ -173,3 +173,30 @@ def test_label_term_scores_the_inputs_the_recipe_names(model):
     image_title, title = make(records), groups["titles"][1](records)
     assert image_title["pixel_values"].shape[0] == 2 and title["pixel_values"].shape[0] == 0  # the photos
     assert torch.equal(image_title["input_ids"], title["input_ids"])  # and the titles
+
+
+def test_hard_negatives_titles_are_embedded_only_for_the_intra_term_that_asks(model):
+    products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
+
+    class Batch:
+        queries, positives, negatives = [], products[:2], products[2:]
+
+    assert "negative_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True)
+    assert "negative_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False, intra_hard=True)
+    records, make = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard=True)["negative_titles"]
+    assert records == products[2:] and make(records)["pixel_values"].shape[0] == 0
+
+
+def test_intra_term_scores_the_hard_negatives_titles_with_their_groups(model):
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)  # A2 is A's variant: never A's image's negative
+    emb = {"queries": _unit(2, 20), "products": _unit(4, 21), "images": _unit(2, 22), "titles": _unit(2, 23),
+           "negative_titles": _unit(2, 24)}
+    loss = LossSection(temperature=TEMP, learn_temperature=False, intra_product_weight=1.0, intra_hard_negatives=True)
+    obj = ContrastiveObjective(model, loss, NegativesSection(hard_k=1, spatial=True))
+    intra = IntraProductLoss(lambda: torch.tensor(1 / TEMP))
+    expected = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]), emb["negative_titles"],
+                     id_tensor(["gA", "gC"]))
+    assert obj.loss(emb, meta)[1]["intra"].item() == pytest.approx(expected.item(), rel=1e-5)
+    without = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]))
+    assert expected.item() != pytest.approx(without.item(), rel=1e-3)
+
