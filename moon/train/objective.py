@@ -60,7 +60,8 @@ class BatchMeta:
         answer_ids = None
         if any(batch.answers):
             width = max(len(a) for a in batch.answers)
-            # Rows padded with the query's own positive, which the mask hides anyway.
+            # Rows padded with the query's own positive, which the mask hides anyway. Width is the
+            # batch's largest answer set (242 on the fashion catalogue), memory B x width.
             answer_ids = id_tensor([a for q, answers in zip(batch.queries, batch.answers)
                                     for a in list(answers) + [q.positive_id] * (width - len(answers))])
             answer_ids = answer_ids.view(len(batch.queries), width)
