@@ -213,13 +213,11 @@ class TrainSampler:
             out.append(pool[int(self._perm(kind_index, epoch, n)[offset])])
         return out
 
-    def _answers(self, query: QueryRecord) -> tuple[str, ...]:
-        return self.answers.of(query) if self.answers is not None else ()
-
-    def _negatives(self, query: QueryRecord, positive: int, rng: np.random.Generator) -> list[int]:
+    def _negatives(self, query: QueryRecord, positive: int, answers: tuple[str, ...],
+                   rng: np.random.Generator) -> list[int]:
         k = self.hard_k
         chosen: list[int] = []
-        shared = {self.catalogue.index[i] for i in self._answers(query) if i in self.catalogue.index}
+        shared = {self.catalogue.index[i] for i in answers if i in self.catalogue.index}
         if self.mined is not None:
             mined = self.mined.candidates(query)
             if shared and mined:
@@ -244,16 +242,16 @@ class TrainSampler:
         """This rank's micro-batch number `step` (a pure function of seed, step and rank)."""
         queries = [q for kind in KINDS for q in self._take(kind, step)]
         positives = [self.catalogue.index[q.positive_id] for q in queries]
+        answers = [self.answers.of(q) if self.answers is not None else () for q in queries]
         negatives: list[int] = []
         if self.hard_k:
-            for slot, (q, pos) in enumerate(zip(queries, positives)):
+            for slot, (q, pos, shared) in enumerate(zip(queries, positives, answers)):
                 global_slot = self.rank * self.batch_size + slot
                 rng = np.random.default_rng([self.seed, 2, step, global_slot])
-                negatives += self._negatives(q, pos, rng)
+                negatives += self._negatives(q, pos, shared, rng)
         products = self.catalogue.products
         return TrainBatch(step=step, queries=queries, positives=[products[i] for i in positives],
-                          negatives=[products[i] for i in negatives], hard_k=self.hard_k,
-                          answers=[self._answers(q) for q in queries])
+                          negatives=[products[i] for i in negatives], hard_k=self.hard_k, answers=answers)
 
     def state_dict(self) -> dict:
         """What must match for a resumed run to see the same data order."""

@@ -55,13 +55,17 @@ def _unit(n: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(n, 32, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
 
-def test_masking_covers_in_batch_hard_and_queue(model):
-    # Local columns: [A, B | A2 (hard neg of q0, but A's variant), C (hard neg of q1)];
-    # queue: [A (duplicate of q0's positive), D (variant of q1's positive B), E].
+def _queued(model, seed: int, in_batch: bool = True) -> tuple[ContrastiveObjective, torch.Tensor]:
+    """An objective whose queue holds [A (q0's positive again), D (variant of q1's positive B), E]."""
     queue = EmbeddingQueue(3, 32)
-    queue_emb = _unit(3, 1)
+    queue_emb = _unit(3, seed)
     queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
-    obj = _objective(model, queue=queue)
+    return _objective(model, in_batch=in_batch, queue=queue), queue_emb
+
+
+def test_masking_covers_in_batch_hard_and_queue(model):
+    # Local columns: [A, B | A2 (hard neg of q0, but A's variant), C (hard neg of q1)]; queue: [A, D, E].
+    obj, queue_emb = _queued(model, 1)
     q, products = _unit(2, 2), _unit(4, 3)
     loss, stats = obj.loss({"queries": q, "products": products}, _meta(["A", "B"], ["A2", "C"], GROUPS))
     cand = torch.cat([products, queue_emb])
@@ -69,15 +73,12 @@ def test_masking_covers_in_batch_hard_and_queue(model):
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert stats["masked"].item() == pytest.approx((2 + 1) / 2)
     assert stats["candidates"].item() == 7
-    assert queue.contents()[1].tolist() == id_tensor(["B", "A2", "C"]).tolist()  # newest local products
+    assert obj.queue.contents()[1].tolist() == id_tensor(["B", "A2", "C"]).tolist()  # newest local products
 
 
 def test_other_answers_of_a_query_text_are_masked_in_every_source(model):
     # q1 (positive B) shares its text with C (its hard negative) and E (in the queue).
-    queue = EmbeddingQueue(3, 32)
-    queue_emb = _unit(3, 1)
-    queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
-    obj = _objective(model, queue=queue)
+    obj, queue_emb = _queued(model, 1)
     q, products = _unit(2, 2), _unit(4, 3)
     meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
     meta.answer_ids = id_tensor(["A", "A", "C", "E"]).view(2, 2)
@@ -123,10 +124,7 @@ def test_queue_is_refilled_with_this_steps_products(model):
 
 
 def test_without_in_batch_a_query_sees_only_its_own_hard_negatives_and_the_queue(model):
-    queue = EmbeddingQueue(3, 32)
-    queue_emb = _unit(3, 6)
-    queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
-    obj = _objective(model, in_batch=False, queue=queue)
+    obj, queue_emb = _queued(model, 6, in_batch=False)
     q, products = _unit(2, 7), _unit(4, 8)
     loss, _ = obj.loss({"queries": q, "products": products}, _meta(["A", "B"], ["A2", "C"], GROUPS))
     expected = reference(q, torch.cat([products, queue_emb]), allowed=[[0, 5, 6], [1, 3, 4, 6]])
