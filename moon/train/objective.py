@@ -13,7 +13,8 @@ Candidate columns of the query->product logits are, in order: this rank's produc
 B positives, then the B*k hard negatives), the other ranks' products (spatial), then the
 queue (temporal). The label of query i is column i; `false_negative_mask` removes the
 positive's duplicates, its group mates and the other answers of the query's text from every
-source.
+source; queries of kinds outside `negatives.hard_query_kinds` also lose the hard-negative
+columns of every rank.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ from moon.train.sampler import KINDS, TrainBatch
 
 GroupSpec = tuple[Sequence[Any], Callable[[Sequence[Any]], dict[str, torch.Tensor]]]
 """(records, records -> model inputs) for one embedding group of a micro-batch."""
+
+
+@dataclass
+class Candidates:
+    """The loss's candidate columns: embeddings, product and group ids, and which are hard negatives."""
+
+    embeddings: torch.Tensor
+    ids: torch.Tensor
+    groups: torch.Tensor
+    hard: torch.Tensor
 
 
 @dataclass
@@ -144,6 +155,7 @@ class ContrastiveObjective(nn.Module):
         self.label_groups = [LABEL_INPUT_GROUPS[name] for name in loss.label_inputs]
         self.aux_weight = loss.aux_weight
         self.negatives = negatives
+        self.hard_kind_ids = torch.tensor([KINDS.index(k) for k in negatives.hard_query_kinds], dtype=torch.long)
         self.queue = queue
         self.queue_active = False
 
@@ -167,34 +179,45 @@ class ContrastiveObjective(nn.Module):
         aux = out.aux_loss if out.aux_loss is not None else out.embeddings.new_zeros(())
         return out.embeddings.float(), aux.float()
 
-    def _candidates(self, products: torch.Tensor, meta: BatchMeta) -> tuple[Gathered, torch.Tensor, torch.Tensor,
-                                                                             torch.Tensor]:
-        """All candidate columns (local first, then other ranks, then queue) with their ids."""
+    def _candidates(self, products: torch.Tensor, meta: BatchMeta) -> tuple[Gathered, Candidates]:
+        """All candidate columns (local first, then other ranks, then queue) with their ids.
+
+        Every rank lays out its products the same way (B positives, then B*k hard negatives, equal
+        shapes on every rank), so a gathered row is a hard negative when its offset within its
+        rank's block is at least B; queue entries are not counted as hard.
+        """
         if self.negatives.spatial:
             gathered = gather_products(products, meta.product_ids, meta.product_groups)
         else:
             gathered = Gathered(products, meta.product_ids, meta.product_groups, slice(0, products.shape[0]))
         local = gathered.local
+        n_local, n_positives = products.shape[0], meta.positive_ids.shape[0]
         others = torch.cat([torch.arange(0, local.start), torch.arange(local.stop, gathered.embeddings.shape[0])])
+        hard = torch.arange(gathered.embeddings.shape[0], device=products.device) % n_local >= n_positives
         emb = [products, gathered.embeddings[others]]
         ids = [meta.product_ids, gathered.product_ids[others]]
         groups = [meta.product_groups, gathered.group_ids[others]]
+        flags = [hard[local], hard[others.to(products.device)]]
         if self.queue is not None and self.queue_active and len(self.queue):
             q_emb, q_ids, q_groups = self.queue.contents()
             emb.append(q_emb.to(products.device))
             ids.append(q_ids.to(products.device))
             groups.append(q_groups.to(products.device))
-        return gathered, torch.cat(emb), torch.cat(ids), torch.cat(groups)
+            flags.append(torch.zeros(q_emb.shape[0], dtype=torch.bool, device=products.device))
+        return gathered, Candidates(torch.cat(emb), torch.cat(ids), torch.cat(groups), torch.cat(flags))
 
     def loss(self, embeddings: dict[str, torch.Tensor], meta: BatchMeta) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         queries, products = embeddings["queries"], embeddings["products"]
         n_queries, n_local = queries.shape[0], products.shape[0]
         device = queries.device
         with torch.autocast(device_type=device.type, enabled=False):
-            gathered, cand, cand_ids, cand_groups = self._candidates(products.float(), meta)
+            gathered, candidates = self._candidates(products.float(), meta)
+            cand = candidates.embeddings
             labels = torch.arange(n_queries, device=device)
-            mask = false_negative_mask(meta.positive_ids, meta.positive_groups, cand_ids, cand_groups, labels,
-                                       meta.answer_ids)
+            mask = false_negative_mask(meta.positive_ids, meta.positive_groups, candidates.ids, candidates.groups,
+                                       labels, meta.answer_ids)
+            no_hard = ~torch.isin(meta.kinds, self.hard_kind_ids.to(device))
+            mask |= no_hard[:, None] & candidates.hard[None, :]
             if not self.negatives.in_batch:
                 allowed = torch.zeros(n_queries, n_local, dtype=torch.bool, device=device)
                 allowed[labels, labels] = True

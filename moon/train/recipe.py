@@ -151,12 +151,23 @@ class LossSection(_Strict):
 class NegativesSection(_Strict):
     in_batch: bool = Field(default=True, description="other queries' positives and hard negatives")
     hard_k: int = Field(default=0, ge=0, description="same-category hard negatives per positive")
+    hard_query_kinds: list[QueryKind] = Field(
+        default_factory=lambda: list(QueryKind),
+        description="query kinds scored against the hard negatives (every rank's); the other kinds see "
+                    "only positives, other ranks' positives and the queue")
     spatial: bool = Field(default=True, description="all-gather products from every data-parallel rank")
     queue_size: int = Field(default=0, ge=0, description="temporal FIFO of product embeddings (0 = off)")
     queue_start_step: int = Field(default=0, ge=0, description="steps before the queue is used")
     mask_shared_answers: bool = Field(
         default=True, description="never score as a negative a product that another training query with the "
                                   "same text points at (moon.data.answers)")
+
+    @model_validator(mode="after")
+    def _hard_kinds(self) -> "NegativesSection":
+        if self.hard_k and not self.hard_query_kinds:
+            raise ValueError("negatives.hard_query_kinds is empty while hard_k > 0: the mined negatives would be "
+                             "embedded every step and scored by no query; list a kind or set hard_k: 0")
+        return self
 
 
 class OptimSection(_Strict):

@@ -81,6 +81,33 @@ def _check_masking_across_ranks(rank: int) -> None:
     assert local.grad is not None and local.grad.abs().sum() > 0
 
 
+def _check_hard_query_kinds_across_ranks(rank: int) -> None:
+    from moon.data.records import QueryKind
+    from moon.train.loss import id_tensor
+    from moon.train.objective import BatchMeta, ContrastiveObjective
+    from moon.train.recipe import LossSection, NegativesSection
+    from moon.train.sampler import KINDS
+    from tests.conftest import build_products
+    from tests.train.conftest import tiny_clip
+
+    # Each rank: one query, its positive and one hard negative (rank 0: [A, H0], rank 1: [B, H1]).
+    # Rank 0's query is a text query, rank 1's an image query; only image queries see hard negatives.
+    positive, hard = ("A", "H0") if rank == 0 else ("B", "H1")
+    kind = QueryKind.TEXT if rank == 0 else QueryKind.IMAGE
+    meta = BatchMeta(positive_ids=id_tensor([positive]), positive_groups=id_tensor([positive]),
+                     product_ids=id_tensor([positive, hard]), product_groups=id_tensor([positive, hard]),
+                     hard_owner=torch.zeros(1, dtype=torch.long), kinds=torch.tensor([KINDS.index(kind)]),
+                     weights=torch.ones(1))
+    model = tiny_clip(build_products(4, seed=9, images_per_product=(1, 1), size=16))
+    obj = ContrastiveObjective(model, LossSection(temperature=0.1, learn_temperature=False),
+                               NegativesSection(hard_k=1, spatial=True, hard_query_kinds=[QueryKind.IMAGE]))
+    queries, embs = {0: _unit(1, 30), 1: _unit(1, 31)}, {0: _unit(2, 40), 1: _unit(2, 41)}
+    loss, _ = obj.loss({"queries": queries[rank], "products": embs[rank]}, meta)
+    logits = (queries[rank] @ torch.cat([embs[rank], embs[1 - rank]]).T / 0.1)[0]
+    allowed = [0, 2] if rank == 0 else [0, 1, 2, 3]  # columns: own [positive, hard], other rank's [positive, hard]
+    assert loss.item() == pytest.approx(-(logits[0] - torch.logsumexp(logits[allowed], 0)).item(), rel=1e-5)
+
+
 def _worker(rank: int, init_file: str) -> None:
     """Run the checks on one rank; a failed check raises, and mp.spawn reports it.
 
@@ -94,6 +121,7 @@ def _worker(rank: int, init_file: str) -> None:
     try:
         _check_gather(rank)
         _check_masking_across_ranks(rank)
+        _check_hard_query_kinds_across_ranks(rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -103,5 +131,6 @@ def _worker(rank: int, init_file: str) -> None:
 
 
 def test_two_ranks_gather_in_order_keep_local_grad_and_mask_false_negatives(tmp_path):
+    """Includes the hard-negative columns of the other rank, which a kind outside hard_query_kinds loses."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     mp.spawn(_worker, args=(str(tmp_path / "pg"),), nprocs=2, join=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from moon.data.answers import SharedAnswers
-from moon.data.records import FULL_VIEW
+from moon.data.records import FULL_VIEW, QueryKind
 from moon.train.labels import LabelAlignmentLoss, LabelBatch
 from moon.train.loss import IntraProductLoss, id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
@@ -44,9 +44,10 @@ def _meta(positives, hard, groups) -> BatchMeta:
 GROUPS = {"A": "gA", "A2": "gA", "B": "gB", "C": "gC", "D": "gB", "E": "gE"}
 
 
-def _objective(model, in_batch=True, queue=None) -> ContrastiveObjective:
-    obj = ContrastiveObjective(model, LossSection(temperature=TEMP, learn_temperature=False),
-                               NegativesSection(in_batch=in_batch, hard_k=1, spatial=True, queue_size=3), queue)
+def _objective(model, in_batch=True, queue=None, hard_query_kinds=KINDS) -> ContrastiveObjective:
+    negatives = NegativesSection(in_batch=in_batch, hard_k=1, spatial=True, queue_size=3,
+                                 hard_query_kinds=list(hard_query_kinds))
+    obj = ContrastiveObjective(model, LossSection(temperature=TEMP, learn_temperature=False), negatives, queue)
     obj.queue_active = True
     return obj
 
@@ -55,12 +56,13 @@ def _unit(n: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(n, 32, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
 
-def _queued(model, seed: int, in_batch: bool = True) -> tuple[ContrastiveObjective, torch.Tensor]:
+def _queued(model, seed: int, in_batch: bool = True, hard_query_kinds=KINDS) -> tuple[ContrastiveObjective,
+                                                                                       torch.Tensor]:
     """An objective whose queue holds [A (q0's positive again), D (variant of q1's positive B), E]."""
     queue = EmbeddingQueue(3, 32)
     queue_emb = _unit(3, seed)
     queue.enqueue(queue_emb, id_tensor(["A", "D", "E"]), id_tensor([GROUPS[p] for p in "ADE"]))
-    return _objective(model, in_batch=in_batch, queue=queue), queue_emb
+    return _objective(model, in_batch=in_batch, queue=queue, hard_query_kinds=hard_query_kinds), queue_emb
 
 
 def test_masking_covers_in_batch_hard_and_queue(model):
@@ -85,6 +87,19 @@ def test_other_answers_of_a_query_text_are_masked_in_every_source(model):
     loss, _ = obj.loss({"queries": q, "products": products}, meta)
     expected = reference(q, torch.cat([products, queue_emb]), allowed=[[0, 1, 3, 5, 6], [0, 1, 2, 4]])
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kinds_outside_hard_query_kinds_lose_every_hard_negative_column(model):
+    # q0 is a text query, q1 an image query; only image queries are scored against hard negatives.
+    obj, queue_emb = _queued(model, 1, hard_query_kinds=[QueryKind.IMAGE])
+    q, products = _unit(2, 2), _unit(4, 3)
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
+    meta.kinds = torch.tensor([KINDS.index(QueryKind.TEXT), KINDS.index(QueryKind.IMAGE)])
+    loss, _ = obj.loss({"queries": q, "products": products}, meta)
+    expected = reference(q, torch.cat([products, queue_emb]), allowed=[[0, 1, 5, 6], [0, 1, 2, 3, 4, 6]])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    everyone, _ = _queued(model, 1)[0].loss({"queries": q, "products": products}, meta)
+    assert everyone.item() != pytest.approx(loss.item(), rel=1e-3)
 
 
 def test_batch_meta_pads_each_querys_answers_with_its_positive():
