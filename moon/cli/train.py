@@ -5,6 +5,7 @@ Works alone (one-rank gloo group) and under a launcher, which sets the rank envi
     deepspeed --no_local_rank [--hostfile HOSTS] --module moon train RECIPE.yaml
 (`--no_local_rank` because the deepspeed launcher would otherwise put `--local_rank=N`
 before the subcommand; the rank comes from LOCAL_RANK in the environment either way.)
+Each rank ends its own process once the run is written (`moon.train.distributed.end_process`).
 """
 
 from __future__ import annotations
@@ -29,21 +30,23 @@ def train(
     from moon.train.recipe import load_recipe
 
     spec = load_recipe(recipe, overrides or [])
+    import torch.distributed as dist
+
+    from moon.train.distributed import barrier, end_process
     from moon.train.trainer import TrainingDiverged, train as run_training
 
     try:
         result = run_training(spec, out_dir=out, resume=resume, show_progress=not quiet)
     except TrainingDiverged as exc:
         print(f"moon: error: {exc}", file=sys.stderr)
-        raise typer.Exit(3) from None
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_rank() != 0:
-        return
-    table = Table(title=f"moon train {spec.name}: {result.steps} steps")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in sorted(result.final_metrics.items()):
-        table.add_row(key, f"{value:.4f}")
-    Console().print(table)
-    print(f"model: {result.model_dir}\nrun:   {result.out_dir} (metrics.jsonl, summary.json, tensorboard/)")
+        end_process(3)
+    if dist.get_rank() == 0:
+        table = Table(title=f"moon train {spec.name}: {result.steps} steps")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in sorted(result.final_metrics.items()):
+            table.add_row(key, f"{value:.4f}")
+        Console().print(table)
+        print(f"model: {result.model_dir}\nrun:   {result.out_dir} (metrics.jsonl, summary.json, tensorboard/)")
+    barrier()
+    end_process(0)
