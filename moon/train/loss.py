@@ -111,10 +111,11 @@ class IntraProductLoss(nn.Module):
     """MOON2.0's intra-product alignment: a product's image embedding <-> its own title's.
 
     Symmetric InfoNCE over the batch's products; products of the same group are masked
-    (their titles may legitimately describe each other's images). `extra_titles` (the hard
-    negatives' titles, with `extra_groups`) are further columns of the image -> title direction
-    only: an image must then pick its own title among titles of its own category, which is
-    what text -> image search over one catalogue asks of it.
+    (their titles may legitimately describe each other's images). The hard negatives' titles
+    (`extra_titles`) are further columns of the image -> title direction only, and their images
+    alone (`extra_images`) of the title -> image direction only, both with `extra_groups`: a
+    title must then pick its own photo among photos of its own category, which is what text ->
+    image search over one catalogue asks of it (and the image its own title among such titles).
     """
 
     def __init__(self, temperature: Temperature) -> None:
@@ -123,15 +124,23 @@ class IntraProductLoss(nn.Module):
 
     def forward(self, image_emb: torch.Tensor, title_emb: torch.Tensor, group_ids: torch.Tensor,
                 extra_titles: Optional[torch.Tensor] = None,
-                extra_groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+                extra_groups: Optional[torch.Tensor] = None,
+                extra_images: Optional[torch.Tensor] = None) -> torch.Tensor:
         n = image_emb.shape[0]
         labels = torch.arange(n, device=image_emb.device)
         mask = group_ids[None, :] == group_ids[:, None]
         mask[labels, labels] = False
         logits = self.temperature() * (image_emb.float() @ title_emb.float().T)
-        t2i = F.cross_entropy(logits.T.masked_fill(mask, float("-inf")), labels)
-        if extra_titles is not None and extra_titles.shape[0] > 0:
-            logits = torch.cat([logits, self.temperature() * (image_emb.float() @ extra_titles.float().T)], dim=1)
-            mask = torch.cat([mask, extra_groups[None, :] == group_ids[:, None]], dim=1)
-        i2t = F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
+        i2t = self._direction(logits, mask, image_emb, extra_titles, extra_groups, group_ids)
+        t2i = self._direction(logits.T, mask, title_emb, extra_images, extra_groups, group_ids)
         return (i2t + t2i) / 2
+
+    def _direction(self, logits: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
+                   extra: Optional[torch.Tensor], extra_groups: Optional[torch.Tensor],
+                   group_ids: torch.Tensor) -> torch.Tensor:
+        """InfoNCE of one direction: row i's answer is column i, `extra` adds negative columns."""
+        if extra is not None and extra.shape[0] > 0:
+            logits = torch.cat([logits, self.temperature() * (rows.float() @ extra.float().T)], dim=1)
+            mask = torch.cat([mask, extra_groups[None, :] == group_ids[:, None]], dim=1)
+        labels = torch.arange(rows.shape[0], device=rows.device)
+        return F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)

@@ -110,11 +110,12 @@ LABEL_INPUT_GROUPS = {"image": "images", "title": "titles", "image_title": "imag
 
 def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
                  labels: Optional[LabelBatch] = None,
-                 label_inputs: Sequence[str] = ("image", "title"), intra_hard: bool = False) -> dict[str, GroupSpec]:
+                 label_inputs: Sequence[str] = ("image", "title"), intra_hard: bool = False,
+                 intra_hard_images: bool = False) -> dict[str, GroupSpec]:
     """The embedding groups of a micro-batch: queries, products (positives + hard negatives),
     the positives' images alone and titles alone (for the intra-product and label terms), the
-    hard negatives' titles when the intra term scores them, their image + title when the label
-    term scores it, and the candidate label texts."""
+    hard negatives' titles and / or images alone when the intra term scores them, the
+    positives' image + title when the label term scores it, and the candidate label texts."""
     groups: dict[str, GroupSpec] = {
         "queries": (batch.queries, processor.queries),
         "products": (batch.positives + batch.negatives, lambda recs: processor.products(recs, view)),
@@ -125,6 +126,8 @@ def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
         groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
     if intra and intra_hard and batch.negatives:
         groups["negative_titles"] = (batch.negatives, lambda recs: processor.products(recs, TITLE_ONLY))
+    if intra and intra_hard_images and batch.negatives:
+        groups["negative_images"] = (batch.negatives, lambda recs: processor.products(recs, image_view))
     if labels is not None:
         groups["labels"] = (labels.queries(), processor.queries)
         if "image_title" in label_inputs:
@@ -226,10 +229,11 @@ class ContrastiveObjective(nn.Module):
             total, per_query = self.query_loss(queries.float(), cand, labels, mask, meta.weights)
             stats = self._stats(queries, cand, labels, mask, per_query, meta)
             if self.intra is not None:
-                extra = embeddings.get("negative_titles")
+                extra_titles, extra_images = embeddings.get("negative_titles"), embeddings.get("negative_images")
                 intra = self.intra(embeddings["images"].float(), embeddings["titles"].float(), meta.positive_groups,
-                                   None if extra is None else extra.float(),
-                                   meta.product_groups[meta.positive_groups.shape[0]:])
+                                   None if extra_titles is None else extra_titles.float(),
+                                   meta.product_groups[meta.positive_groups.shape[0]:],
+                                   None if extra_images is None else extra_images.float())
                 stats["intra"] = intra.detach()
                 total = total + self.intra_weight * intra
             if self.label_loss is not None and meta.labels is not None:

@@ -118,6 +118,8 @@ class LossSection(_Strict):
     intra_product_weight: float = Field(default=0.0, ge=0, description="MOON2.0 image <-> own title InfoNCE")
     intra_hard_negatives: bool = Field(default=False, description="the intra term's image -> title direction also "
                                        "scores the hard negatives' titles")
+    intra_hard_images: bool = Field(default=False, description="the intra term's title -> image direction also "
+                                    "scores the hard negatives' images alone (one more forward pass of them)")
     label_weight: float = Field(default=0.0, ge=0, description="label alignment: image + title <-> own label texts "
                                 "(moon.train.labels)")
     label_fields: Optional[list[str]] = Field(default=None, description="category levels / attributes to align; "
@@ -143,6 +145,8 @@ class LossSection(_Strict):
             raise ValueError(f"label_inputs repeats an input: {self.label_inputs}")
         if self.intra_hard_negatives and self.intra_product_weight == 0:
             raise ValueError("intra_hard_negatives is set but intra_product_weight is 0: there is no intra term")
+        if self.intra_hard_images and self.intra_product_weight == 0:
+            raise ValueError("intra_hard_images is set but intra_product_weight is 0: there is no intra term")
         if self.label_logit_adjust and self.label_weight == 0:
             raise ValueError("label_logit_adjust is set but label_weight is 0: there is no label term to adjust")
         return self

@@ -110,3 +110,15 @@ def test_intra_extra_titles_are_image_to_title_negatives_only():
     i2t = torch.stack([-(logits[i, i] - torch.logsumexp(logits[i, cols], 0)) for i, cols in enumerate(allowed)])
     t2i = F.cross_entropy(logits[:, :3].T, torch.arange(3))
     assert loss.item() == pytest.approx(((i2t.mean() + t2i) / 2).item(), rel=1e-5)
+
+
+def test_intra_extra_images_are_title_to_image_negatives_only():
+    img, txt, extra = _unit(3, 8, 6), _unit(3, 8, 7), _unit(2, 8, 8)
+    groups, extra_groups = torch.tensor([1, 2, 3]), torch.tensor([2, 5])  # extra image 0 is product 1's variant
+    loss = IntraProductLoss(Temperature(0.1, learnable=False))(img, txt, groups, extra_groups=extra_groups,
+                                                                extra_images=extra)
+    logits = 10.0 * txt @ torch.cat([img, extra]).T
+    allowed = [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
+    t2i = torch.stack([-(logits[i, i] - torch.logsumexp(logits[i, cols], 0)) for i, cols in enumerate(allowed)])
+    i2t = F.cross_entropy(logits[:, :3].T, torch.arange(3))
+    assert loss.item() == pytest.approx(((i2t + t2i.mean()) / 2).item(), rel=1e-5)

@@ -200,6 +200,23 @@ def test_hard_negatives_titles_are_embedded_only_for_the_intra_term_that_asks(mo
     assert records == products[2:] and make(records)["pixel_values"].shape[0] == 0
 
 
+def test_hard_negatives_images_are_embedded_alone_only_for_the_intra_term_that_asks(model):
+    products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
+
+    class Batch:
+        queries, positives, negatives = [], products[:2], products[2:]
+
+    assert "negative_images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard=True)
+    assert "negative_images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False,
+                                                 intra_hard_images=True)
+    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard_images=True)
+    records, make = groups["negative_images"]
+    assert records == products[2:] and "negative_titles" not in groups
+    alone, positives_alone = make(records), groups["images"][1](records)  # the positives' image-only view
+    assert alone["pixel_values"].shape[0] > 0
+    assert all(torch.equal(alone[key], positives_alone[key]) for key in alone)
+
+
 def test_intra_term_scores_the_hard_negatives_titles_with_their_groups(model):
     meta = _meta(["A", "B"], ["A2", "C"], GROUPS)  # A2 is A's variant: never A's image's negative
     emb = {"queries": _unit(2, 20), "products": _unit(4, 21), "images": _unit(2, 22), "titles": _unit(2, 23),
@@ -209,6 +226,20 @@ def test_intra_term_scores_the_hard_negatives_titles_with_their_groups(model):
     intra = IntraProductLoss(lambda: torch.tensor(1 / TEMP))
     expected = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]), emb["negative_titles"],
                      id_tensor(["gA", "gC"]))
+    assert obj.loss(emb, meta)[1]["intra"].item() == pytest.approx(expected.item(), rel=1e-5)
+    without = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]))
+    assert expected.item() != pytest.approx(without.item(), rel=1e-3)
+
+
+def test_intra_term_scores_the_hard_negatives_images_with_their_groups(model):
+    meta = _meta(["A", "B"], ["A2", "C"], GROUPS)
+    emb = {"queries": _unit(2, 20), "products": _unit(4, 21), "images": _unit(2, 22), "titles": _unit(2, 23),
+           "negative_images": _unit(2, 25)}
+    loss = LossSection(temperature=TEMP, learn_temperature=False, intra_product_weight=1.0, intra_hard_images=True)
+    obj = ContrastiveObjective(model, loss, NegativesSection(hard_k=1, spatial=True))
+    intra = IntraProductLoss(lambda: torch.tensor(1 / TEMP))
+    expected = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]), extra_groups=id_tensor(["gA", "gC"]),
+                     extra_images=emb["negative_images"])
     assert obj.loss(emb, meta)[1]["intra"].item() == pytest.approx(expected.item(), rel=1e-5)
     without = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]))
     assert expected.item() != pytest.approx(without.item(), rel=1e-3)

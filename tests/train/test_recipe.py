@@ -46,6 +46,7 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
     ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
     ("loss.intra_hard_negatives=true", "intra_hard_negatives is set but intra_product_weight is 0"),
+    ("loss.intra_hard_images=true", "intra_hard_images is set but intra_product_weight is 0"),
     ("negatives.hard_query_kinds=[]", "hard_query_kinds is empty while hard_k > 0"),
     ("negatives.hard_query_kinds=[video]", "recipe.yaml: negatives.hard_query_kinds.0: Input should be"),
     ("loss.label_inputs=[photo]", "recipe.yaml: loss.label_inputs.0: Input should be 'image', 'title' or 'image_title'"),
