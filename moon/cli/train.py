@@ -5,7 +5,7 @@ Works alone (one-rank gloo group) and under a launcher, which sets the rank envi
     deepspeed --no_local_rank [--hostfile HOSTS] --module moon train RECIPE.yaml
 (`--no_local_rank` because the deepspeed launcher would otherwise put `--local_rank=N`
 before the subcommand; the rank comes from LOCAL_RANK in the environment either way.)
-Each rank ends its own process once the run is written (`moon.train.distributed.end_process`).
+Launched ranks end their own process once the run is written (`moon.train.distributed.end_process`).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ def train(
     spec = load_recipe(recipe, overrides or [])
     import torch.distributed as dist
 
-    from moon.train.distributed import barrier, end_process
+    from moon.train.distributed import barrier
     from moon.train.trainer import TrainingDiverged, train as run_training
 
     try:
         result = run_training(spec, out_dir=out, resume=resume, show_progress=not quiet)
     except TrainingDiverged as exc:
         print(f"moon: error: {exc}", file=sys.stderr)
-        end_process(3)
+        _leave(3)
     if dist.get_rank() == 0:
         table = Table(title=f"moon train {spec.name}: {result.steps} steps")
         table.add_column("metric")
@@ -49,4 +49,17 @@ def train(
         Console().print(table)
         print(f"model: {result.model_dir}\nrun:   {result.out_dir} (metrics.jsonl, summary.json, tensorboard/)")
     barrier()
-    end_process(0)
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """Launched ranks (world size > 1) end their process with `end_process`; a one-rank run
+    returns normally, so calling the command in-process (typer's CliRunner) keeps the caller."""
+    import torch.distributed as dist
+
+    from moon.train.distributed import end_process
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        end_process(code)
+    if code:
+        raise typer.Exit(code)
