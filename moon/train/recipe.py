@@ -230,6 +230,17 @@ class Recipe(_Strict):
     run: RunSection = Field(default_factory=RunSection)
     validation: ValidationSection = Field(default_factory=ValidationSection)
 
+    @model_validator(mode="after")
+    def _intra_hard_needs_negatives(self) -> "Recipe":
+        """The intra term's hard-negative columns come from the mined negatives: with none the
+        option would silently do nothing (e.g. an in-batch-only ablation inheriting it)."""
+        if self.negatives.hard_k == 0:
+            for key in ("intra_hard_negatives", "intra_hard_images"):
+                if getattr(self.loss, key):
+                    raise ValueError(f"loss.{key} is set but negatives.hard_k is 0: there are no hard "
+                                     f"negatives to score; set loss.{key}: false or hard_k > 0")
+        return self
+
     def output_dir(self) -> Path:
         return self.run.output_dir or Path("runs") / self.name
 

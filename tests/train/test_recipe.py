@@ -57,6 +57,14 @@ def test_errors_name_the_key_path(write_recipe, override, expected):
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize("key", ["intra_hard_negatives", "intra_hard_images"])
+def test_intra_hard_columns_need_mined_negatives(write_recipe, key):
+    overrides = ["loss.intra_product_weight=1.0", f"loss.{key}=true"]
+    assert getattr(load_recipe(write_recipe(), overrides).loss, key)
+    with pytest.raises(RecipeError, match=f"loss.{key} is set but negatives.hard_k is 0"):
+        load_recipe(write_recipe(), overrides + ["negatives.hard_k=0"])
+
+
 def test_missing_paths_are_reported_before_anything_runs(write_recipe, tmp_path):
     path = write_recipe(data={"dataset": str(tmp_path / "nope"), "negatives": str(tmp_path / "neg.parquet")})
     with pytest.raises(RecipeError) as err:
