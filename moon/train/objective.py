@@ -111,18 +111,20 @@ LABEL_INPUT_GROUPS = {"image": "images", "title": "titles", "image_title": "imag
 def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
                  labels: Optional[LabelBatch] = None,
                  label_inputs: Sequence[str] = ("image", "title"), intra_hard: bool = False,
-                 intra_hard_images: bool = False) -> dict[str, GroupSpec]:
+                 intra_hard_images: bool = False, query_images: bool = False) -> dict[str, GroupSpec]:
     """The embedding groups of a micro-batch: queries, products (positives + hard negatives),
-    the positives' images alone and titles alone (for the intra-product and label terms), the
-    hard negatives' titles and / or images alone when the intra term scores them, the
-    positives' image + title when the label term scores it, and the candidate label texts."""
+    the positives' images alone and titles alone (for the intra-product and label terms, the
+    images also for the query -> image term), the hard negatives' titles and / or images alone
+    when the intra term scores them, the positives' image + title when the label term scores
+    it, and the candidate label texts."""
     groups: dict[str, GroupSpec] = {
         "queries": (batch.queries, processor.queries),
         "products": (batch.positives + batch.negatives, lambda recs: processor.products(recs, view)),
     }
-    if intra or labels is not None:
-        image_view = ProductView(images=True, crops=view.crops, title=False, category=False, attributes=False)
+    image_view = ProductView(images=True, crops=view.crops, title=False, category=False, attributes=False)
+    if intra or labels is not None or query_images:
         groups["images"] = (batch.positives, lambda recs: processor.products(recs, image_view))
+    if intra or labels is not None:
         groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
     if intra and intra_hard and batch.negatives:
         groups["negative_titles"] = (batch.negatives, lambda recs: processor.products(recs, TITLE_ONLY))
@@ -153,6 +155,8 @@ class ContrastiveObjective(nn.Module):
                                       if loss.matryoshka_dims else info_nce)
         self.intra = IntraProductLoss(self.temperature) if loss.intra_product_weight > 0 else None
         self.intra_weight = loss.intra_product_weight
+        self.query_image_loss = info_nce if loss.query_image_weight > 0 else None
+        self.query_image_weight = loss.query_image_weight
         self.label_loss = LabelAlignmentLoss(self.temperature) if loss.label_weight > 0 else None
         self.label_weight = loss.label_weight
         self.label_groups = [LABEL_INPUT_GROUPS[name] for name in loss.label_inputs]
@@ -236,6 +240,11 @@ class ContrastiveObjective(nn.Module):
                                    None if extra_images is None else extra_images.float())
                 stats["intra"] = intra.detach()
                 total = total + self.intra_weight * intra
+            if self.query_image_loss is not None:
+                query_image = self._query_image(queries.float(), embeddings["images"].float(), meta)
+                if query_image is not None:
+                    stats["query_image"] = query_image.detach()
+                    total = total + self.query_image_weight * query_image
             if self.label_loss is not None and meta.labels is not None:
                 texts = embeddings["labels"].float()
                 label = torch.stack([self.label_loss(embeddings[group].float(), texts, meta.labels)
@@ -246,6 +255,26 @@ class ContrastiveObjective(nn.Module):
             self.queue.enqueue(gathered.embeddings.detach(), gathered.product_ids, gathered.group_ids)
         stats["contrastive"] = total.detach()
         return total, stats
+
+    def _query_image(self, queries: torch.Tensor, images: torch.Tensor, meta: BatchMeta) -> Optional[torch.Tensor]:
+        """Text queries -> the positives' images alone (every rank's when spatial), with the main
+        term's false-negative mask; None when the micro-batch has no text query.
+
+        This is text -> image search's own pairing (a query-encoded text against a product seen
+        by its photo only), which the main term (full product) and the intra term (title encoded
+        as a product) both approach only indirectly."""
+        text = meta.kinds == KINDS.index(QueryKind.TEXT)
+        if not bool(text.any()):
+            return None
+        if self.negatives.spatial:
+            gathered = gather_products(images, meta.positive_ids, meta.positive_groups)
+        else:
+            gathered = Gathered(images, meta.positive_ids, meta.positive_groups, slice(0, images.shape[0]))
+        labels = torch.arange(gathered.local.start, gathered.local.stop, device=queries.device)
+        mask = false_negative_mask(meta.positive_ids, meta.positive_groups, gathered.product_ids,
+                                   gathered.group_ids, labels, meta.answer_ids)
+        loss, _ = self.query_image_loss(queries[text], gathered.embeddings, labels[text], mask[text])
+        return loss
 
     @torch.no_grad()
     def _stats(self, queries: torch.Tensor, cand: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,

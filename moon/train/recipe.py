@@ -120,6 +120,9 @@ class LossSection(_Strict):
                                        "scores the hard negatives' titles")
     intra_hard_images: bool = Field(default=False, description="the intra term's title -> image direction also "
                                     "scores the hard negatives' images alone (one more forward pass of them)")
+    query_image_weight: float = Field(default=0.0, ge=0, description="text queries <-> the positives' images alone "
+                                      "(text -> image search's pairing; no extra forward pass when the intra "
+                                      "or label term already embeds the images)")
     label_weight: float = Field(default=0.0, ge=0, description="label alignment: image + title <-> own label texts "
                                 "(moon.train.labels)")
     label_fields: Optional[list[str]] = Field(default=None, description="category levels / attributes to align; "
@@ -239,6 +242,15 @@ class Recipe(_Strict):
                 if getattr(self.loss, key):
                     raise ValueError(f"loss.{key} is set but negatives.hard_k is 0: there are no hard "
                                      f"negatives to score; set loss.{key}: false or hard_k > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _query_image_needs_text_queries(self) -> "Recipe":
+        """Only text queries are scored against the images alone: a mix without them would make
+        the term a silent no-op."""
+        if self.loss.query_image_weight > 0 and self.data.query_mix.text == 0:
+            raise ValueError("loss.query_image_weight is set but data.query_mix.text is 0: the term scores text "
+                             "queries only; set loss.query_image_weight: 0 or give text queries a share")
         return self
 
     def output_dir(self) -> Path:

@@ -208,7 +208,8 @@ class Trainer:
             labels = self.labels.batch(batch.positives, micro_step) if self.labels is not None else None
             meta = BatchMeta.from_batch(batch, self.kind_weights, labels).to(self.device)
             groups = build_groups(batch, self.model.processor, self.view, r.loss.intra_product_weight > 0, labels,
-                                  r.loss.label_inputs, r.loss.intra_hard_negatives, r.loss.intra_hard_images)
+                                  r.loss.label_inputs, r.loss.intra_hard_negatives, r.loss.intra_hard_images,
+                                  r.loss.query_image_weight > 0)
             if r.optim.gradcache_chunk:
                 s = gradcache_step(self.engine, groups, meta, r.optim.gradcache_chunk, self.device, 1.0 / accum,
                                    r.loss.aux_weight, self._guard(step))

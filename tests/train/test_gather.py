@@ -108,6 +108,37 @@ def _check_hard_query_kinds_across_ranks(rank: int) -> None:
     assert loss.item() == pytest.approx(-(logits[0] - torch.logsumexp(logits[allowed], 0)).item(), rel=1e-5)
 
 
+def _check_query_image_across_ranks(rank: int) -> None:
+    from moon.data.records import QueryKind
+    from moon.train.loss import id_tensor
+    from moon.train.objective import BatchMeta, ContrastiveObjective
+    from moon.train.recipe import LossSection, NegativesSection
+    from moon.train.sampler import KINDS
+    from tests.conftest import build_products
+    from tests.train.conftest import tiny_clip
+
+    # Text queries only; rank 0's positives [A, B], rank 1's [C, A3] (A3 a variant of A).
+    products = {0: ["A", "B"], 1: ["C", "A3"]}
+    groups = {"A": "gA", "B": "gB", "C": "gC", "A3": "gA"}
+    mine = products[rank]
+    meta = BatchMeta(positive_ids=id_tensor(mine), positive_groups=id_tensor([groups[p] for p in mine]),
+                     product_ids=id_tensor(mine), product_groups=id_tensor([groups[p] for p in mine]),
+                     hard_owner=torch.zeros(0, dtype=torch.long),
+                     kinds=torch.full((2,), KINDS.index(QueryKind.TEXT)), weights=torch.ones(2))
+    model = tiny_clip(build_products(4, seed=9, images_per_product=(1, 1), size=16))
+    obj = ContrastiveObjective(model, LossSection(temperature=0.1, learn_temperature=False, query_image_weight=1.0),
+                               NegativesSection(hard_k=0, spatial=True))
+    queries, images = {0: _unit(2, 50), 1: _unit(2, 51)}, {0: _unit(2, 60), 1: _unit(2, 61)}
+    local = images[rank].clone().requires_grad_(True)
+    _, stats = obj.loss({"queries": queries[rank], "products": _unit(2, 70 + rank), "images": local}, meta)
+    logits = queries[rank] @ torch.cat([images[0], images[1]]).T / 0.1  # columns in rank order
+    # A's query (rank 0, row 0) must not see A3's image (column 3), A3's (rank 1, row 1) not A's (column 0).
+    labels, allowed = ([0, 1], [[0, 1, 2], [0, 1, 2, 3]]) if rank == 0 else ([2, 3], [[0, 1, 2, 3], [1, 2, 3]])
+    expected = torch.stack([-(logits[i, label] - torch.logsumexp(logits[i, cols], 0))
+                            for i, (label, cols) in enumerate(zip(labels, allowed))]).mean()
+    assert stats["query_image"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def _worker(rank: int, init_file: str) -> None:
     """Run the checks on one rank; a failed check raises, and mp.spawn reports it.
 
@@ -122,6 +153,7 @@ def _worker(rank: int, init_file: str) -> None:
         _check_gather(rank)
         _check_masking_across_ranks(rank)
         _check_hard_query_kinds_across_ranks(rank)
+        _check_query_image_across_ranks(rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -131,6 +163,7 @@ def _worker(rank: int, init_file: str) -> None:
 
 
 def test_two_ranks_gather_in_order_keep_local_grad_and_mask_false_negatives(tmp_path):
-    """Includes the hard-negative columns of the other rank, which a kind outside hard_query_kinds loses."""
+    """Includes the hard-negative columns of the other rank, which a kind outside hard_query_kinds loses,
+    and the query -> image term's columns of every rank."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     mp.spawn(_worker, args=(str(tmp_path / "pg"),), nprocs=2, join=True)

@@ -19,7 +19,7 @@ from tests.conftest import build_products, build_queries
 from tests.train.conftest import tiny_clip
 
 LOSS = LossSection(temperature=0.1, learn_temperature=True, matryoshka_dims=[8], intra_product_weight=0.5,
-                   label_weight=0.5, aux_weight=0.0)
+                   query_image_weight=0.5, label_weight=0.5, aux_weight=0.0)
 """aux_weight 0: a MoE balance loss is taken per chunk under the gradient cache (documented), so only
 the embedding losses can match exactly."""
 NEGATIVES = NegativesSection(hard_k=1, spatial=True, queue_size=5)
@@ -70,7 +70,7 @@ def _engine(objective, stage: int):
 
 
 def _run(engine, objective, batch, labels, chunk):
-    groups = build_groups(batch, objective.model.processor, FULL_VIEW, intra=True, labels=labels)
+    groups = build_groups(batch, objective.model.processor, FULL_VIEW, intra=True, labels=labels, query_images=True)
     meta = BatchMeta.from_batch(batch, {k: 1.0 for k in KINDS}, labels)
     if chunk is None:
         return plain_step(engine, groups, meta, torch.device("cpu"), 0.5, lambda loss: None)
@@ -87,6 +87,8 @@ def test_gradcache_gradients_equal_plain_gradients(batch, kind):
     assert stats_cached["contrastive"].item() == pytest.approx(stats_plain["contrastive"].item(), rel=1e-5)
     assert stats_plain["label"].item() > 0
     assert stats_cached["label"].item() == pytest.approx(stats_plain["label"].item(), rel=1e-5)
+    assert stats_plain["query_image"].item() > 0
+    assert stats_cached["query_image"].item() == pytest.approx(stats_plain["query_image"].item(), rel=1e-5)
     grads = 0
     for (name, p), (_, c) in zip(plain_obj.named_parameters(), cached_obj.named_parameters()):
         if p.grad is None:

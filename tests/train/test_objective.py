@@ -244,3 +244,51 @@ def test_intra_term_scores_the_hard_negatives_images_with_their_groups(model):
     without = intra(emb["images"], emb["titles"], id_tensor(["gA", "gB"]))
     assert expected.item() != pytest.approx(without.item(), rel=1e-3)
 
+
+
+def test_query_image_term_scores_text_queries_against_the_positives_images_alone(model):
+    meta = _meta(["A", "B", "D"], ["C", "E", "A2"], GROUPS)  # D is B's variant: never B's query's negative
+    meta.kinds = torch.tensor([KINDS.index(QueryKind.TEXT), KINDS.index(QueryKind.IMAGE),
+                               KINDS.index(QueryKind.TEXT)])
+    emb = {"queries": _unit(3, 30), "products": _unit(6, 31), "images": _unit(3, 32)}
+    loss = LossSection(temperature=TEMP, learn_temperature=False, query_image_weight=0.5)
+    obj = ContrastiveObjective(model, loss, NegativesSection(hard_k=1, spatial=True))
+    total, stats = obj.loss(emb, meta)
+    q, images = emb["queries"], emb["images"]
+    # Rows: the text queries 0 and 2 only; query 2 (D) may not see B's image (same group).
+    expected = (reference(q[[0]], images, [[0, 1, 2]]) + _reference_row(q[2], images, 2, [0, 2])) / 2
+    assert stats["query_image"].item() == pytest.approx(expected, rel=1e-5)
+    base = ContrastiveObjective(model, LossSection(temperature=TEMP, learn_temperature=False),
+                                NegativesSection(hard_k=1, spatial=True)).loss(emb, meta)[0]
+    assert total.item() == pytest.approx(base.item() + 0.5 * expected, rel=1e-5)
+
+
+def _reference_row(query: torch.Tensor, cand: torch.Tensor, label: int, allowed: list[int]) -> float:
+    logits = (cand @ query) / TEMP
+    return float(-(logits[label] - torch.logsumexp(logits[allowed], 0)))
+
+
+def test_query_image_term_is_skipped_without_text_queries(model):
+    meta = _meta(["A", "B"], ["C", "E"], GROUPS)
+    meta.kinds = torch.full((2,), KINDS.index(QueryKind.IMAGE))
+    emb = {"queries": _unit(2, 30), "products": _unit(4, 31), "images": _unit(2, 32)}
+    loss = LossSection(temperature=TEMP, learn_temperature=False, query_image_weight=1.0)
+    assert "query_image" not in ContrastiveObjective(model, loss, NegativesSection(hard_k=1)).loss(emb, meta)[1]
+
+
+def test_query_image_term_embeds_the_positives_images_without_their_titles(model):
+    products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
+
+    class Batch:
+        queries, positives, negatives = [], products[:2], products[2:]
+
+    assert "images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False)
+    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=False, query_images=True)
+    records, make = groups["images"]
+    assert records == products[:2] and "titles" not in groups
+    inputs = make(records)
+    intra_images = build_groups(Batch(), model.processor, FULL_VIEW, intra=True)["images"][1](records)
+    with_title = build_groups(Batch(), model.processor, FULL_VIEW, intra=False)["products"][1](records)
+    assert inputs["pixel_values"].shape[0] > 0
+    assert all(torch.equal(inputs[key], intra_images[key]) for key in inputs)
+    assert not torch.equal(inputs["input_ids"], with_title["input_ids"])

@@ -65,6 +65,12 @@ def test_intra_hard_columns_need_mined_negatives(write_recipe, key):
         load_recipe(write_recipe(), overrides + ["negatives.hard_k=0"])
 
 
+def test_query_image_term_needs_text_queries(write_recipe):
+    assert load_recipe(write_recipe(), ["loss.query_image_weight=0.5"]).loss.query_image_weight == 0.5
+    with pytest.raises(RecipeError, match="loss.query_image_weight is set but data.query_mix.text is 0"):
+        load_recipe(write_recipe(), ["loss.query_image_weight=0.5", "data.query_mix.text=0"])
+
+
 def test_missing_paths_are_reported_before_anything_runs(write_recipe, tmp_path):
     path = write_recipe(data={"dataset": str(tmp_path / "nope"), "negatives": str(tmp_path / "neg.parquet")})
     with pytest.raises(RecipeError) as err:
