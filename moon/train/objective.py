@@ -186,6 +186,12 @@ class ContrastiveObjective(nn.Module):
         aux = out.aux_loss if out.aux_loss is not None else out.embeddings.new_zeros(())
         return out.embeddings.float(), aux.float()
 
+    def _gather(self, embeddings: torch.Tensor, ids: torch.Tensor, groups: torch.Tensor) -> Gathered:
+        """Every rank's rows when `negatives.spatial`, else this rank's alone."""
+        if self.negatives.spatial:
+            return gather_products(embeddings, ids, groups)
+        return Gathered(embeddings, ids, groups, slice(0, embeddings.shape[0]))
+
     def _candidates(self, products: torch.Tensor, meta: BatchMeta) -> tuple[Gathered, Candidates]:
         """All candidate columns (local first, then other ranks, then queue) with their ids.
 
@@ -193,10 +199,7 @@ class ContrastiveObjective(nn.Module):
         shapes on every rank), so a gathered row is a hard negative when its offset within its
         rank's block is at least B; queue entries are not counted as hard.
         """
-        if self.negatives.spatial:
-            gathered = gather_products(products, meta.product_ids, meta.product_groups)
-        else:
-            gathered = Gathered(products, meta.product_ids, meta.product_groups, slice(0, products.shape[0]))
+        gathered = self._gather(products, meta.product_ids, meta.product_groups)
         local = gathered.local
         n_local, n_positives = products.shape[0], meta.positive_ids.shape[0]
         others = torch.cat([torch.arange(0, local.start), torch.arange(local.stop, gathered.embeddings.shape[0])])
@@ -266,10 +269,7 @@ class ContrastiveObjective(nn.Module):
         text = meta.kinds == KINDS.index(QueryKind.TEXT)
         if not bool(text.any()):
             return None
-        if self.negatives.spatial:
-            gathered = gather_products(images, meta.positive_ids, meta.positive_groups)
-        else:
-            gathered = Gathered(images, meta.positive_ids, meta.positive_groups, slice(0, images.shape[0]))
+        gathered = self._gather(images, meta.positive_ids, meta.positive_groups)
         labels = torch.arange(gathered.local.start, gathered.local.stop, device=queries.device)
         mask = false_negative_mask(meta.positive_ids, meta.positive_groups, gathered.product_ids,
                                    gathered.group_ids, labels, meta.answer_ids)
