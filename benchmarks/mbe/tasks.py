@@ -126,7 +126,22 @@ def score_zero_shot(task: ZeroShotTask, item_emb: np.ndarray, label_emb: np.ndar
     values = {"acc": accuracy(pred, truth), "macro_f1": macro_f1(pred, truth)}
     return TaskScore(task.name, {m: values[m] for m in task.metrics},
                      counts={"products": int(scored.sum()), "excluded_no_value": int((~scored).sum()),
-                             "labels": len(task.labels)})
+                             "labels": len(task.labels)},
+                     details=_error_sink(pred, truth, task.labels))
+
+
+def _error_sink(pred: np.ndarray, truth: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
+    """The label that took the most wrong predictions, and its share of them.
+
+    Why: a label text the model never learned (e.g. a value no training product has) can act
+    as a hub that pulls in products of every class; one number here shows it without a rerun."""
+    wrong = pred[pred != truth]
+    if not len(wrong):
+        return {}
+    counts = np.bincount(wrong, minlength=len(labels))
+    top = int(counts.argmax())
+    return {"most_wrong_label": labels[top], "most_wrong_count": int(counts[top]),
+            "most_wrong_share": float(counts[top] / len(wrong))}
 
 
 def knn_predict(train_emb: np.ndarray, train_truth: np.ndarray, emb: np.ndarray, n_classes: int,

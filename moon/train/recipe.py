@@ -132,6 +132,9 @@ class LossSection(_Strict):
         default_factory=lambda: ["image", "title"], min_length=1,
         description="embeddings the label term scores: image alone, title alone, and/or image + title (the "
                     "zero-shot benchmarks' input; one more forward pass of the positives)")
+    label_distractors: int = Field(default=0, ge=0, description="made-up words added to every field's label "
+                                   "candidates each step, so unfamiliar label texts do not become hubs "
+                                   "(moon.train.labels)")
     label_logit_adjust: dict[str, float] = Field(default_factory=dict, description="field -> tau: add tau * log(prior) "
                                                  "to the field's label logits in training (long-tail macro-F1)")
     kind_weights: KindMix = Field(default_factory=lambda: KindMix(text=1, image=1, product=1))
@@ -150,6 +153,8 @@ class LossSection(_Strict):
             raise ValueError("intra_hard_negatives is set but intra_product_weight is 0: there is no intra term")
         if self.intra_hard_images and self.intra_product_weight == 0:
             raise ValueError("intra_hard_images is set but intra_product_weight is 0: there is no intra term")
+        if self.label_distractors and self.label_weight == 0:
+            raise ValueError("label_distractors is set but label_weight is 0: there is no label term to add them to")
         if self.label_logit_adjust and self.label_weight == 0:
             raise ValueError("label_logit_adjust is set but label_weight is 0: there is no label term to adjust")
         return self

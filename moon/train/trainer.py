@@ -162,7 +162,7 @@ class Trainer:
         if r.loss.label_weight > 0:
             fields = label_fields(self.train_products, self.category_levels, self.attribute_names, r.loss.label_fields)
             self.labels = LabelSampler(fields, r.loss.label_candidates, r.run.seed, self.dist.rank,
-                                       r.loss.label_logit_adjust)
+                                       r.loss.label_logit_adjust, r.loss.label_distractors)
         _seed_everything(r.run.seed)
         model = build_model(r.model, r.run.seed, self.train_products, self.train_queries)
         self.model = model

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from moon.data.records import DataError
-from moon.train.labels import LabelAlignmentLoss, LabelSampler, label_fields
+from moon.train.labels import LabelAlignmentLoss, LabelBatch, LabelSampler, PseudoWords, label_fields
 from moon.train.loss import Temperature
 from tests.conftest import build_products
 
@@ -77,6 +79,7 @@ def test_loss_is_the_mean_of_per_field_cross_entropies_over_own_field_texts():
         per_field = [2, 3]
         targets = torch.tensor([[0, 1, -1], [4, 2, 3]])
         offsets = None
+        distractors = 0
 
     loss = LabelAlignmentLoss(Temperature(0.5, learnable=False))(products, texts, Batch())
     logits = products @ texts.T / 0.5
@@ -115,6 +118,7 @@ def test_logit_adjustment_charges_the_rare_class_more_at_equal_similarity():
         per_field = [2]
         targets = torch.tensor([[1]])  # the product's label is the rare one (prior 0.1)
         offsets = torch.log(torch.tensor([0.9, 0.1]))
+        distractors = 0
 
     loss_fn = LabelAlignmentLoss(Temperature(0.5, learnable=False))
     adjusted = loss_fn(product, texts, Batch())
@@ -122,3 +126,46 @@ def test_logit_adjustment_charges_the_rare_class_more_at_equal_similarity():
     plain = loss_fn(product, texts, Batch())
     assert plain.item() == pytest.approx(math.log(2), rel=1e-5)
     assert adjusted.item() == pytest.approx(-math.log(0.1), rel=1e-5)
+
+
+def test_distractors_are_made_up_words_after_every_field_and_never_targets(products):
+    fields = label_fields(products, LEVELS, ATTRIBUTES)
+    known = {v.casefold() for f in fields for v in f.values}
+    plain = LabelSampler(fields, per_field=64, seed=0).batch(products[:4], step=0)
+    sampler = LabelSampler(fields, per_field=64, seed=0, distractors=6)
+    batch = sampler.batch(products[:4], step=0)
+    assert plain.distractors == 0 and batch.distractors == 6
+    assert batch.texts[:len(plain.texts)] == plain.texts and torch.equal(batch.targets, plain.targets)
+    words = batch.texts[len(plain.texts):]
+    assert len(words) == len(set(words)) == 6
+    assert not {w.casefold() for w in words} & known
+    assert sampler.batch(products[:4], step=0).texts == batch.texts  # a pure function of the step (resume)
+    assert sampler.batch(products[:4], step=1).texts[len(plain.texts):] != words
+
+
+def test_pseudo_words_look_like_the_values_but_never_equal_one():
+    values = ["Red", "Bed", "Reed", "Navy Blue"]
+    words = PseudoWords(values, min_len=3, max_len=6).sample(np.random.default_rng(0), 40)
+    assert len(set(words)) == 40
+    for text in words:
+        assert text.casefold() not in {v.casefold() for v in values}
+        for word in text.split():
+            assert 3 <= len(word) <= 6 and word.isalpha() and word[0].isupper()
+            assert set(word.lower()) <= set("rednavyblu")  # letters the values use, nothing else
+    with pytest.raises(ValueError, match="alphabetic"):
+        PseudoWords(["42", "7"])
+
+
+def test_distractors_compete_in_every_fields_softmax():
+    texts = F.normalize(torch.randn(7, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    products = F.normalize(torch.randn(2, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    batch = LabelBatch(texts=["a", "b", "c", "d", "e", "x", "y"], targets=torch.tensor([[0, 1], [3, 4]]),
+                       per_field=[2, 3], distractors=2)
+    loss = LabelAlignmentLoss(Temperature(0.5, learnable=False))(products, texts, batch)
+    logits = products @ texts.T / 0.5
+    first = F.cross_entropy(torch.cat([logits[:, :2], logits[:, 5:]], 1), torch.tensor([0, 1]))
+    second = F.cross_entropy(logits[:, 2:], torch.tensor([1, 2]))
+    assert loss.item() == pytest.approx(((first + second) / 2).item(), rel=1e-6)
+    without = LabelAlignmentLoss(Temperature(0.5, learnable=False))(products, texts[:5], LabelBatch(
+        texts=batch.texts[:5], targets=batch.targets, per_field=[2, 3]))
+    assert loss.item() > without.item()  # the made-up words took probability from the right labels

@@ -45,6 +45,8 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("data.query_mix.video=1", "recipe.yaml: data.query_mix.video: Extra inputs are not permitted"),
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
     ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
+    ("loss.label_distractors=8", "label_distractors is set but label_weight is 0"),
+    ("loss.label_distractors=-1", "recipe.yaml: loss.label_distractors: Input should be greater than or equal to 0"),
     ("loss.intra_hard_negatives=true", "intra_hard_negatives is set but intra_product_weight is 0"),
     ("loss.intra_hard_images=true", "intra_hard_images is set but intra_product_weight is 0"),
     ("negatives.hard_query_kinds=[]", "hard_query_kinds is empty while hard_k > 0"),

@@ -54,7 +54,8 @@ def test_refuses_to_overwrite_a_run_or_resume_nothing(write_recipe, tmp_path):
 @pytest.mark.slow
 def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe, tmp_path):
     overrides = ["optim.steps=16", "run.checkpoint_every=3", "optim.grad_accum=2", "optim.gradcache_chunk=4",
-                 "loss.intra_product_weight=0.5", "loss.label_weight=0.5", "negatives.queue_size=20"]
+                 "loss.intra_product_weight=0.5", "loss.label_weight=0.5", "loss.label_distractors=4",
+                 "negatives.queue_size=20"]
     recipe = write_recipe()
     full, killed = tmp_path / "full", tmp_path / "killed"
     reference = subprocess.Popen(_train_cmd(recipe, full, *overrides), env=_env(), cwd=ROOT,

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from moon.data.records import IMAGE_TITLE_VIEW
 
@@ -51,3 +52,14 @@ def test_zero_shot_without_any_value_is_not_applicable():
     task = ZeroShotTask("attr.size", IMAGE_TITLE_VIEW, [], np.array([-1, -1]))
     score = score_zero_shot(task, np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32))
     assert score.metrics is None and score.counts == {"excluded_no_value": 2} and "attr.size" in score.na_reason
+
+
+def test_zero_shot_names_the_label_that_took_most_wrong_predictions():
+    labels = np.eye(3, dtype=np.float32)
+    items = labels[[0, 2, 2, 2, 1]]  # products of classes 0, 0, 1, 1, 1: three predicted "c", one right
+    task = ZeroShotTask("attr.colour", IMAGE_TITLE_VIEW, ["a", "b", "c"], np.array([0, 0, 1, 1, 1]))
+    score = score_zero_shot(task, items, labels)
+    assert score.details == {"most_wrong_label": "c", "most_wrong_count": 3, "most_wrong_share": 1.0}
+    assert score.metrics["acc"] == pytest.approx(2 / 5)
+    right = score_zero_shot(task, labels[[0, 0, 1, 1, 1]], labels)
+    assert right.details == {} and right.metrics["acc"] == 1.0
