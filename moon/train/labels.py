@@ -131,6 +131,8 @@ class PseudoWords:
     values, and never equal (case-folded) to a known value."""
 
     START, END = "^", "$"
+    MAX_TRIES = 1000
+    """Draws per word before giving up: values with too few letter pairs must fail, not hang."""
 
     def __init__(self, values: Sequence[str], min_len: int = 3, max_len: int = 10) -> None:
         words = [w for v in values for w in v.lower().split() if w.isalpha()]
@@ -146,7 +148,7 @@ class PseudoWords:
         self.min_len, self.max_len = min_len, max_len
 
     def _word(self, rng: np.random.Generator) -> str:
-        while True:
+        for _ in range(self.MAX_TRIES):
             out, prev = [], self.START
             while len(out) <= self.max_len:
                 letters, probs = self.next[prev]
@@ -156,15 +158,21 @@ class PseudoWords:
                 out.append(prev)
             if self.min_len <= len(out) <= self.max_len:
                 return "".join(out).capitalize()
+        raise ValueError(f"the label values' letter pairs make no word of {self.min_len}-{self.max_len} letters")
 
     def sample(self, rng: np.random.Generator, n: int) -> list[str]:
         """n distinct made-up words (about one in four of two words)."""
         chosen: list[str] = []
-        while len(chosen) < n:
+        for _ in range(self.MAX_TRIES * max(n, 1)):
+            if len(chosen) == n:
+                return chosen
             text = " ".join(self._word(rng) for _ in range(2 if rng.random() < 0.25 else 1))
             if text.casefold() not in self.known and text not in chosen:
                 chosen.append(text)
-        return chosen
+        if len(chosen) == n:
+            return chosen
+        raise ValueError(f"loss.label_distractors: only {len(chosen)} distinct made-up words (of {n}) could be drawn "
+                         "from the label values' letters; lower label_distractors")
 
 
 class LabelSampler:

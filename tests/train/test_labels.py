@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,6 +153,8 @@ def test_pseudo_words_look_like_the_values_but_never_equal_one():
             assert set(word.lower()) <= set("rednavyblu")  # letters the values use, nothing else
     with pytest.raises(ValueError, match="alphabetic"):
         PseudoWords(["42", "7"])
+    with pytest.raises(ValueError, match="only 1 distinct made-up words"):  # "red" is known: "red red" only
+        PseudoWords(["Red"]).sample(np.random.default_rng(0), 3)
 
 
 def test_distractors_compete_in_every_fields_softmax():
