@@ -50,11 +50,11 @@ class Context:
 
 
 def _registry() -> dict[str, Callable[[Context], dict]]:
-    from benchmarks.perf import adapters, dataload, encoder, mbe_metrics, training
+    from benchmarks.perf import adapters, attention, dataload, encoder, mbe_metrics, training
 
     return {"encoder_roofline": encoder.run, "training_deepspeed": training.run, "moe_vs_dense": adapters.moe,
             "data_loading": dataload.run, "faiss_auto": adapters.faiss_auto, "mining": adapters.mining,
-            "mbe_metrics": mbe_metrics.run}
+            "mbe_metrics": mbe_metrics.run, "attention_kernel": attention.bench}
 
 
 def benchmark_names() -> list[str]:

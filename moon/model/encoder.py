@@ -25,6 +25,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from moon.model.api import EmbeddingOutput
+from moon.model.attention_kernel import short_sequence_attention
 from moon.model.backbones import BackboneAdapter, SpecialTokenIds, adapter_for, family_of_checkpoint, read_hf_config
 from moon.model.base import TrainableEmbedder
 from moon.model.config import (
@@ -273,7 +274,8 @@ class MoonModel(TrainableEmbedder):
                                  "vision features: inputs were not built by this model's processor")
             embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), features.embeds.to(embeds.dtype))
         mask = language_mask(self.config.pooling, backbone.config.text_config, embeds, attention_mask)
-        with routing_scope(segment_ids if self.moe_layers else None) as routing:
+        with routing_scope(segment_ids if self.moe_layers else None) as routing, \
+                short_sequence_attention(embeds, embeds.shape[1]):
             hidden = adapter.run_language_model(backbone, embeds, mask, position_ids.transpose(0, 1),
                                                 image_mask, features)
         pooled = pool(hidden, attention_mask, segment_ids, self.config.pooling, self.config.pooling_image_share)

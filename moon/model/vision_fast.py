@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moon.model.attention_kernel import short_sequence_attention
+
 
 class BatchedVisionAttention(nn.Module):
     """Drop-in replacement for the family's vision attention module (same parameters)."""
@@ -59,7 +61,8 @@ class BatchedVisionAttention(nn.Module):
         def view(x: torch.Tensor) -> torch.Tensor:
             return x.view(chunks, length, self.num_heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(view(q), view(k), view(v).to(q.dtype), scale=self.scaling)
+        with short_sequence_attention(q, length):
+            out = F.scaled_dot_product_attention(view(q), view(k), view(v).to(q.dtype), scale=self.scaling)
         return out.transpose(1, 2).reshape(chunks * length, self.num_heads, -1)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -70,7 +73,8 @@ class BatchedVisionAttention(nn.Module):
         def gather(x: torch.Tensor) -> torch.Tensor:
             return x[flat].view(chunks, length, self.num_heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(gather(q), gather(k), gather(v).to(q.dtype), scale=self.scaling)
+        with short_sequence_attention(q, length):
+            out = F.scaled_dot_product_attention(gather(q), gather(k), gather(v).to(q.dtype), scale=self.scaling)
         return out.transpose(1, 2).reshape(chunks * length, self.num_heads, -1)
 
 

@@ -88,6 +88,25 @@ def test_bf16_autocast_on_cpu(build_model, products):
     assert (a * b).sum(axis=1).min() > 0.98
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_bf16_training_forward_uses_the_math_attention_kernel(build_model, products, autocast):
+    """moon.model.attention_kernel: in CPU bf16 training both towers avoid the flash kernel, whose
+    backward is slow on short sequences; fp32 keeps PyTorch's default (flash)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model().train()
+    inputs = model.processor.products(products[:3])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(**inputs)
+        out.embeddings.float().sum().backward()
+    ops = {event.key for event in prof.key_averages()}
+    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
+    assert (flash in ops) != autocast
+    if autocast:
+        assert "aten::_scaled_dot_product_attention_math" in ops
+
+
 def test_save_load_roundtrip_is_bit_exact(build_model, products, tmp_path):
     model = build_model(**{"projection.dim": 32, "projection.matryoshka_dims": [16]})
     model.train()

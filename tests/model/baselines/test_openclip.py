@@ -61,7 +61,9 @@ def test_processor_handles_mixed_query_kinds(model, products):
     assert inputs["pixel_values"].shape == (2, 3, 32, 32)
     assert inputs["image_owner"].tolist() == [1, 2]
     assert inputs["text_owner"].tolist() == [0, 2, 3]
-    assert inputs["input_ids"].shape == (3, 16) and int(inputs["n_items"]) == 4
+    # cut to the longest text ("bare text": start, 2+ tokens, end), not padded to context_length 16
+    longest = int((inputs["input_ids"] != model.processor.tokenizer.pad_id).sum(1).max())
+    assert inputs["input_ids"].shape == (3, longest) and 4 <= longest < 16 and int(inputs["n_items"]) == 4
     out = model.encode_queries(queries, show_progress=False)
     assert out.shape == (4, 32)
     assert torch.allclose(torch.from_numpy(out).norm(dim=1), torch.ones(4), atol=1e-5)
@@ -82,6 +84,24 @@ def test_fusion_rule_and_single_tower_views(model, products):
     torch.testing.assert_close(image_only, img)
     assert not torch.allclose(title_only, txt)  # title alone differs from title+category+attributes
     torch.testing.assert_close(full.matryoshka[8], F.normalize(full.embeddings[:, :8], dim=-1))
+
+
+def test_text_batches_cut_to_their_longest_text_embed_as_padded_ones(model):
+    texts = ["red mug", "blue mug", "mug"]
+    full = model.processor.tokenizer(texts, model.config.context_length)
+    cut = model.processor.queries(texts)["input_ids"]
+    assert cut.shape[1] < full.shape[1]
+    assert torch.equal(cut, full[:, :cut.shape[1]]) and (full[:, cut.shape[1]:] == model.processor.tokenizer.pad_id).all()
+    with torch.no_grad():
+        torch.testing.assert_close(model.clip.encode_text(cut), model.clip.encode_text(full), atol=1e-5, rtol=1e-5)
+    model.train()
+    loss = model.clip.encode_text(cut).pow(2).sum()
+    grads = torch.autograd.grad(loss, list(model.clip.text.parameters()))
+    model.zero_grad()
+    full_loss = model.clip.encode_text(full).pow(2).sum()
+    full_grads = torch.autograd.grad(full_loss, list(model.clip.text.parameters()))
+    for a, b in zip(grads, full_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_save_and_load_round_trip_exactly(model, products, tmp_path):
