@@ -8,7 +8,8 @@ was 30% of the step. `short_sequence_attention` selects the math kernel exactly 
 on CPU, in bf16 (weights or autocast), with autograd recording, for sequences up to
 `MATH_KERNEL_MAX_LENGTH` tokens. Everywhere else (GPU, fp32, inference, long sequences) the
 default kernel choice is left alone: the math kernel materialises the [length, length] scores,
-and the flash kernel wins without a backward pass.
+and the flash kernel wins without a backward pass. Under activation checkpointing the layers
+replayed during backward run outside this context and use the default kernel: slower, same result.
 """
 
 from __future__ import annotations
