@@ -106,6 +106,10 @@ class DataSection(_Strict):
     query_mix: KindMix = Field(default_factory=lambda: KindMix(text=3, image=12, product=2),
                                description="per-batch ratio of query kinds; MOON uses image:text:product 12:3:2")
     product_view: ViewSection = Field(default_factory=ViewSection)
+    image_queries: Literal["stored", "fresh"] = Field(
+        default="stored", description="stored: the image queries as written in the dataset; fresh: every draw "
+                                      "re-augments the positive's first photo (random resized crop + flip, the "
+                                      "fashion import's augmentation), a new view each epoch")
 
 
 class LossSection(_Strict):

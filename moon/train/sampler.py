@@ -12,6 +12,11 @@ sidecar is given, the rest are random products of the positive's leaf category (
 its parent levels, then of the whole catalogue). Products of the positive's group are
 never chosen, nor (given `answers`) products that another training query with the same text
 points at (see moon.data.answers). Every fallback and skip is counted in `report`.
+
+With `fresh_image_queries`, each image query drawn is replaced by a new augmentation of its
+positive's first photo (moon.data.importers.augment), seeded by (seed, step, slot) like the
+rest of the batch: a catalogue import stores one augmented view per product, so without it
+the image tower meets the same view of a product in every epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from moon.data.answers import SharedAnswers
-from moon.data.records import DataError, ProductRecord, QueryKind, QueryRecord
+from moon.data.importers.augment import augment_image
+from moon.data.records import DataError, ProductImage, ProductRecord, QueryKind, QueryRecord
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +161,7 @@ class TrainSampler:
     def __init__(self, queries: Sequence[QueryRecord], products: Sequence[ProductRecord],
                  mix: Mapping[QueryKind, float], batch_size: int, hard_k: int, seed: int,
                  rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None,
-                 answers: Optional[SharedAnswers] = None) -> None:
+                 answers: Optional[SharedAnswers] = None, fresh_image_queries: bool = False) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.report = SamplerReport()
@@ -180,6 +186,7 @@ class TrainSampler:
         self.mined = (_MinedNegatives(Path(negatives_path), self.catalogue, self.report)
                       if negatives_path is not None else None)
         self.answers = answers
+        self.fresh_image_queries = fresh_image_queries
         if answers is not None:
             self.report.shared_answers = answers.summary()
         self._perms: dict[tuple[int, int], np.ndarray] = {}
@@ -238,9 +245,19 @@ class TrainSampler:
                             "answer the same query text")
         return chosen
 
+    def _fresh_image_query(self, query: QueryRecord, step: int, slot: int) -> QueryRecord:
+        """`query` with its image replaced by a new augmentation of its positive's first photo."""
+        product = self.catalogue.products[self.catalogue.index[query.positive_id]]
+        rng = np.random.default_rng([self.seed, 3, step, self.rank * self.batch_size + slot])
+        image = ProductImage.from_pil(augment_image(product.images[0].to_pil(), rng), "jpg", quality=90)
+        return query.model_copy(update={"image": image})
+
     def batch(self, step: int) -> TrainBatch:
         """This rank's micro-batch number `step` (a pure function of seed, step and rank)."""
         queries = [q for kind in KINDS for q in self._take(kind, step)]
+        if self.fresh_image_queries:
+            queries = [self._fresh_image_query(q, step, slot) if q.kind == QueryKind.IMAGE else q
+                       for slot, q in enumerate(queries)]
         positives = [self.catalogue.index[q.positive_id] for q in queries]
         answers = [self.answers.of(q) if self.answers is not None else () for q in queries]
         negatives: list[int] = []
@@ -258,11 +275,13 @@ class TrainSampler:
         return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self.world_size,
                 "hard_k": self.hard_k, "shared_answers": self.answers is not None,
                 "counts": {k.value: n for k, n in self.counts.items()},
-                "queries": self.report.queries_by_kind, "products": len(self.catalogue.products)}
+                "queries": self.report.queries_by_kind, "products": len(self.catalogue.products),
+                **({"fresh_image_queries": True} if self.fresh_image_queries else {})}
 
     def check_resume(self, saved: Mapping) -> None:
         mine = self.state_dict()
-        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        diff = {k: (saved.get(k), mine.get(k)) for k in sorted(set(mine) | set(saved))
+                if saved.get(k) != mine.get(k)}
         if diff:
             raise ValueError("cannot resume with the same data order: the checkpoint's sampler differs in "
                              + ", ".join(f"{k} (checkpoint {a}, now {b})" for k, (a, b) in diff.items()))

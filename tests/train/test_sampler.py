@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from moon.data.answers import SharedAnswers
-from moon.data.records import DataError, QueryKind, QueryRecord
+from moon.data.records import DataError, ProductImage, QueryKind, QueryRecord
 from moon.negatives.sidecar import write_negatives
 from moon.train.sampler import KINDS, TrainSampler, kind_counts
 from tests.conftest import build_products, build_queries
@@ -150,3 +152,63 @@ def test_resume_check_rejects_a_different_data_order(catalogue):
     _sampler(catalogue).check_resume(saved)
     with pytest.raises(ValueError, match="batch_size"):
         _sampler(catalogue, batch_size=9).check_resume(saved)
+
+
+def _gradient_photo_catalogue(n: int = 6):
+    """Products whose photo is a red left-to-right ramp with green = 40 * index, so a view of a
+    photo names its product (green) and differs from another view of it (red); the stored
+    image queries are black."""
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    products = []
+    for i, p in enumerate(build_products(n, seed=9, images_per_product=(1, 1), size=16)):
+        photo = np.stack([ramp, np.full_like(ramp, 40 * i), np.zeros_like(ramp)], axis=-1)
+        products.append(p.model_copy(update={"images": [ProductImage.from_pil(Image.fromarray(photo), "png")]}))
+    black = ProductImage.from_pil(Image.new("RGB", (32, 32)), "png")
+    queries = [q for p in products for q in (
+        QueryRecord(query_id=f"{p.product_id}-i", kind=I, image=black, positive_id=p.product_id),
+        QueryRecord(query_id=f"{p.product_id}-t", kind=T, text=p.title, positive_id=p.product_id))]
+    return products, queries
+
+
+def _fresh_sampler(catalogue, fresh: bool = True, seed: int = 0) -> TrainSampler:
+    products, queries = catalogue
+    return TrainSampler(queries, products, {T: 1, I: 1}, batch_size=4, hard_k=0, seed=seed,
+                        fresh_image_queries=fresh)
+
+
+def test_fresh_image_queries_are_new_views_of_the_positive_photo():
+    catalogue = _gradient_photo_catalogue()
+    green = {p.product_id: 40 * i for i, p in enumerate(catalogue[0])}
+    fresh, stored = _fresh_sampler(catalogue), _fresh_sampler(catalogue, fresh=False)
+    views: dict[str, list[np.ndarray]] = {}
+    for step in range(6):   # two epochs of the six image queries, two a step
+        batch, plain = fresh.batch(step), stored.batch(step)
+        assert [q.query_id for q in batch.queries] == [q.query_id for q in plain.queries]
+        for q, kept in zip(batch.queries, plain.queries):
+            if q.kind == T:
+                assert q == kept
+                continue
+            assert kept.image.to_pil().getextrema() == ((0, 0), (0, 0), (0, 0))
+            view = np.asarray(q.image.to_pil(), dtype=np.float32)
+            assert view.shape == (32, 32, 3)
+            assert abs(view[..., 1].mean() - green[q.positive_id]) < 4
+            views.setdefault(q.query_id, []).append(view)
+    assert len(views) == 6 and all(len(v) == 2 for v in views.values())
+    assert all(np.abs(a - b).mean() > 1 for a, b in views.values())   # a new view each epoch
+
+
+def test_fresh_image_queries_are_a_pure_function_of_seed_and_step():
+    catalogue = _gradient_photo_catalogue()
+    images = lambda s, step: [q.image.data for q in s.batch(step).queries if q.kind == I]  # noqa: E731
+    assert images(_fresh_sampler(catalogue), 4) == images(_fresh_sampler(catalogue), 4)
+    assert images(_fresh_sampler(catalogue, seed=1), 4) != images(_fresh_sampler(catalogue), 4)
+
+
+def test_resume_check_rejects_switching_fresh_image_queries():
+    catalogue = _gradient_photo_catalogue()
+    stored, fresh = _fresh_sampler(catalogue, fresh=False).state_dict(), _fresh_sampler(catalogue).state_dict()
+    _fresh_sampler(catalogue).check_resume(fresh)
+    with pytest.raises(ValueError, match="fresh_image_queries"):
+        _fresh_sampler(catalogue).check_resume(stored)
+    with pytest.raises(ValueError, match="fresh_image_queries"):
+        _fresh_sampler(catalogue, fresh=False).check_resume(fresh)

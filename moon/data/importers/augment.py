@@ -5,7 +5,9 @@ product (the fashion catalogue) has none, so the query is a random resized crop
 (area 0.5-1 of the image, aspect 3/4-4/3) plus a horizontal flip with probability 1/2,
 resized back to the original size. The generator is seeded from (seed, product id)
 alone, so a product's query is the same whatever order or subset is processed. This is
-the one definition used for training queries at import and by the fashion benchmark.
+the one definition used for training queries at import and by the fashion benchmark;
+training with `data.image_queries: fresh` draws the same augmentation anew at every step
+(moon.train.sampler) from a generator seeded by the run instead.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -
 
 def augmented_query_image(img: Image.Image, seed: int, product_id: str) -> Image.Image:
     """The image query of a product: crop, resize back to the original size, maybe flip."""
-    rng = product_rng(seed, product_id)
+    return augment_image(img, product_rng(seed, product_id))
+
+
+def augment_image(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """One draw of the query augmentation from `rng`."""
     img = img.convert("RGB")
     box = random_resized_crop_box(img.width, img.height, rng)
     out = img.crop(box).resize(img.size, Image.Resampling.BILINEAR)
