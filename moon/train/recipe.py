@@ -110,6 +110,10 @@ class DataSection(_Strict):
         default="stored", description="stored: the image queries as written in the dataset; fresh: every draw "
                                       "re-augments the positive's first photo (random resized crop + flip, the "
                                       "fashion import's augmentation), a new view each epoch")
+    product_photos: Literal["stored", "augmented"] = Field(
+        default="stored", description="stored: products' photos as written; augmented: every positive and hard "
+                                      "negative shows a fresh random resized crop + flip of its first photo at each "
+                                      "step (CLIP-style training augmentation; core boxes follow the view)")
 
 
 class LossSection(_Strict):

@@ -17,6 +17,13 @@ With `fresh_image_queries`, each image query drawn is replaced by a new augmenta
 positive's first photo (moon.data.importers.augment), seeded by (seed, step, slot) like the
 rest of the batch: a catalogue import stores one augmented view per product, so without it
 the image tower meets the same view of a product in every epoch.
+
+With `augment_product_photos`, every positive and hard negative of a batch shows a new
+augmentation of its first photo instead (the same draw, seeded by (seed, step, rank, slot);
+its core boxes are moved into the view so a cropper's region still crops the same object).
+This is the training-time augmentation of CLIP-style image towers: trained on stored pixels
+only, an image tower never learns that a cropped or flipped photo is the same product, which
+is exactly what an image query asks of it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from moon.data.answers import SharedAnswers
-from moon.data.importers.augment import augment_image
+from moon.data.importers.augment import augment_image, draw_view
 from moon.data.records import DataError, ProductImage, ProductRecord, QueryKind, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -161,7 +168,8 @@ class TrainSampler:
     def __init__(self, queries: Sequence[QueryRecord], products: Sequence[ProductRecord],
                  mix: Mapping[QueryKind, float], batch_size: int, hard_k: int, seed: int,
                  rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None,
-                 answers: Optional[SharedAnswers] = None, fresh_image_queries: bool = False) -> None:
+                 answers: Optional[SharedAnswers] = None, fresh_image_queries: bool = False,
+                 augment_product_photos: bool = False) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.report = SamplerReport()
@@ -187,6 +195,7 @@ class TrainSampler:
                       if negatives_path is not None else None)
         self.answers = answers
         self.fresh_image_queries = fresh_image_queries
+        self.augment_product_photos = augment_product_photos
         if answers is not None:
             self.report.shared_answers = answers.summary()
         self._perms: dict[tuple[int, int], np.ndarray] = {}
@@ -252,6 +261,16 @@ class TrainSampler:
         image = ProductImage.from_pil(augment_image(product.images[0].to_pil(), rng), "jpg", quality=90)
         return query.model_copy(update={"image": image})
 
+    def _augmented_product(self, product: ProductRecord, step: int, slot: int) -> ProductRecord:
+        """`product` with its first photo replaced by a new view; its boxes move with the view."""
+        rng = np.random.default_rng([self.seed, 4, step, self.rank, slot])
+        first = product.images[0]
+        source = first.to_pil()
+        view = draw_view(source.width, source.height, rng)
+        boxes = [moved for moved in map(view.move_box, first.boxes) if moved is not None]
+        image = ProductImage.from_pil(view.apply(source), "jpg", quality=90, boxes=boxes)
+        return product.model_copy(update={"images": [image, *product.images[1:]]})
+
     def batch(self, step: int) -> TrainBatch:
         """This rank's micro-batch number `step` (a pure function of seed, step and rank)."""
         queries = [q for kind in KINDS for q in self._take(kind, step)]
@@ -266,9 +285,11 @@ class TrainSampler:
                 global_slot = self.rank * self.batch_size + slot
                 rng = np.random.default_rng([self.seed, 2, step, global_slot])
                 negatives += self._negatives(q, pos, shared, rng)
-        products = self.catalogue.products
-        return TrainBatch(step=step, queries=queries, positives=[products[i] for i in positives],
-                          negatives=[products[i] for i in negatives], hard_k=self.hard_k, answers=answers)
+        shown = [self.catalogue.products[i] for i in positives + negatives]
+        if self.augment_product_photos:
+            shown = [self._augmented_product(p, step, slot) for slot, p in enumerate(shown)]
+        return TrainBatch(step=step, queries=queries, positives=shown[:len(positives)],
+                          negatives=shown[len(positives):], hard_k=self.hard_k, answers=answers)
 
     def state_dict(self) -> dict:
         """What must match for a resumed run to see the same data order."""
@@ -276,7 +297,8 @@ class TrainSampler:
                 "hard_k": self.hard_k, "shared_answers": self.answers is not None,
                 "counts": {k.value: n for k, n in self.counts.items()},
                 "queries": self.report.queries_by_kind, "products": len(self.catalogue.products),
-                **({"fresh_image_queries": True} if self.fresh_image_queries else {})}
+                **({"fresh_image_queries": True} if self.fresh_image_queries else {}),
+                **({"augment_product_photos": True} if self.augment_product_photos else {})}
 
     def check_resume(self, saved: Mapping) -> None:
         mine = self.state_dict()

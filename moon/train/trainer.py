@@ -178,7 +178,8 @@ class Trainer:
             self.train_queries, self.train_products, {k: r.data.query_mix.of(k) for k in KINDS},
             r.optim.batch_size, r.negatives.hard_k, r.run.seed, self.dist.rank, self.dist.world_size,
             r.data.negatives, SharedAnswers(self.train_queries) if r.negatives.mask_shared_answers else None,
-            fresh_image_queries=r.data.image_queries == "fresh")
+            fresh_image_queries=r.data.image_queries == "fresh",
+            augment_product_photos=r.data.product_photos == "augmented")
         self.kind_weights = {k: r.loss.kind_weights.of(k) for k in KINDS}
         self.view = r.data.product_view.to_view()
 

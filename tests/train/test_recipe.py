@@ -44,6 +44,7 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("deepspeed.precision=fp16", "recipe.yaml: deepspeed.precision: Input should be"),
     ("data.query_mix.video=1", "recipe.yaml: data.query_mix.video: Extra inputs are not permitted"),
     ("data.image_queries=sometimes", "recipe.yaml: data.image_queries: Input should be 'stored' or 'fresh'"),
+    ("data.product_photos=jittered", "recipe.yaml: data.product_photos: Input should be 'stored' or 'augmented'"),
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
     ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
     ("loss.label_distractors=8", "label_distractors is set but label_weight is 0"),

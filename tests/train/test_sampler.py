@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from moon.data.answers import SharedAnswers
-from moon.data.records import DataError, ProductImage, QueryKind, QueryRecord
+from moon.data.records import Box, DataError, ProductImage, QueryKind, QueryRecord
 from moon.negatives.sidecar import write_negatives
 from moon.train.sampler import KINDS, TrainSampler, kind_counts
 from tests.conftest import build_products, build_queries
@@ -212,3 +212,65 @@ def test_resume_check_rejects_switching_fresh_image_queries():
         _fresh_sampler(catalogue).check_resume(stored)
     with pytest.raises(ValueError, match="fresh_image_queries"):
         _fresh_sampler(catalogue, fresh=False).check_resume(fresh)
+
+
+def _photo_sampler(catalogue, augment: bool = True, seed: int = 0, hard_k: int = 1) -> TrainSampler:
+    products, queries = catalogue
+    return TrainSampler(queries, products, {T: 1, I: 1}, batch_size=4, hard_k=hard_k, seed=seed,
+                        augment_product_photos=augment)
+
+
+def test_augmented_product_photos_are_new_views_of_each_shown_product():
+    catalogue = _gradient_photo_catalogue()
+    green = {p.product_id: 40 * i for i, p in enumerate(catalogue[0])}
+    stored = {p.product_id: p.images[0].data for p in catalogue[0]}
+    augmented, plain = _photo_sampler(catalogue), _photo_sampler(catalogue, augment=False)
+    views: dict[str, list[np.ndarray]] = {}
+    for step in range(6):
+        batch, kept = augmented.batch(step), plain.batch(step)
+        assert batch.queries == kept.queries
+        shown, shown_plain = batch.positives + batch.negatives, kept.positives + kept.negatives
+        assert [p.product_id for p in shown] == [p.product_id for p in shown_plain]
+        assert len(batch.negatives) == len(batch.queries)
+        for product in shown:
+            assert product.images[0].data != stored[product.product_id]
+            view = np.asarray(product.images[0].to_pil(), dtype=np.float32)
+            assert view.shape == (32, 32, 3)
+            assert abs(view[..., 1].mean() - green[product.product_id]) < 4
+            views.setdefault(product.product_id, []).append(view)
+    assert all(np.abs(v[0] - v[1]).mean() > 1 for v in views.values() if len(v) > 1)
+    assert sum(len(v) > 1 for v in views.values()) >= 4
+    assert all(p.images[0].data == stored[p.product_id] for p in plain.batch(0).positives)
+
+
+def test_augmented_product_photos_keep_their_core_box_on_the_object():
+    """A box around the photo's bright square still surrounds it in every view that keeps it."""
+    products, queries = _gradient_photo_catalogue(2)
+    photo = np.zeros((40, 40, 3), dtype=np.uint8)
+    photo[10:20, 24:34] = 255
+    box = Box(x0=24, y0=10, x1=34, y1=20, source="test")
+    boxed = ProductImage.from_pil(Image.fromarray(photo), "png", boxes=[box])
+    products = [p.model_copy(update={"images": [boxed]}) for p in products]
+    sampler = _photo_sampler((products, queries), hard_k=0)
+    moved = 0
+    for step in range(20):
+        for product in sampler.batch(step).positives:
+            view = np.asarray(product.images[0].to_pil().convert("L"), dtype=np.float32)
+            for b in product.images[0].boxes:
+                if b.x1 - b.x0 < 4 or b.y1 - b.y0 < 4:   # clipped to a sliver at the view's edge
+                    continue
+                inside = view[int(b.y0) + 1:int(b.y1) - 1, int(b.x0) + 1:int(b.x1) - 1]
+                assert inside.mean() > 200
+                moved += (b.x0, b.y0) != (box.x0, box.y0)
+    assert moved > 10
+
+
+def test_resume_check_rejects_switching_augmented_product_photos():
+    catalogue = _gradient_photo_catalogue()
+    on, off = _photo_sampler(catalogue).state_dict(), _photo_sampler(catalogue, augment=False).state_dict()
+    assert _photo_sampler(catalogue).batch(3) == _photo_sampler(catalogue).batch(3)
+    assert _photo_sampler(catalogue, seed=1).batch(3) != _photo_sampler(catalogue).batch(3)
+    with pytest.raises(ValueError, match="augment_product_photos"):
+        _photo_sampler(catalogue).check_resume(off)
+    with pytest.raises(ValueError, match="augment_product_photos"):
+        _photo_sampler(catalogue, augment=False).check_resume(on)

@@ -55,7 +55,8 @@ def test_refuses_to_overwrite_a_run_or_resume_nothing(write_recipe, tmp_path):
 def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe, tmp_path):
     overrides = ["optim.steps=16", "run.checkpoint_every=3", "optim.grad_accum=2", "optim.gradcache_chunk=4",
                  "loss.intra_product_weight=0.5", "loss.label_weight=0.5", "loss.label_distractors=4",
-                 "negatives.queue_size=20", "data.image_queries=fresh"]
+                 "negatives.queue_size=20", "data.image_queries=fresh",
+                 "data.product_photos=augmented"]
     recipe = write_recipe()
     full, killed = tmp_path / "full", tmp_path / "killed"
     reference = subprocess.Popen(_train_cmd(recipe, full, *overrides), env=_env(), cwd=ROOT,
@@ -71,7 +72,8 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     killed_at = int(latest.read_text().split("-")[1])
     assert killed_at < 16
     state = json.loads((killed / "checkpoints" / latest.read_text().strip() / "moon" / "state.json").read_text())
-    assert state["sampler"]["fresh_image_queries"] is True   # the recipe's choice reached the sampler
+    assert state["sampler"]["fresh_image_queries"] is True   # the recipe's choices reached the sampler
+    assert state["sampler"]["augment_product_photos"] is True
 
     resumed = subprocess.run(_train_cmd(recipe, killed, "--resume", *overrides), env=_env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=600)

@@ -7,16 +7,21 @@ resized back to the original size. The generator is seeded from (seed, product i
 alone, so a product's query is the same whatever order or subset is processed. This is
 the one definition used for training queries at import and by the fashion benchmark;
 training with `data.image_queries: fresh` draws the same augmentation anew at every step
-(moon.train.sampler) from a generator seeded by the run instead.
+(moon.train.sampler) from a generator seeded by the run instead, and `data.product_photos:
+augmented` shows training products through it, their core boxes moved into the view.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from PIL import Image
+
+from moon.data.records import Box
 
 SCALE = (0.5, 1.0)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -53,9 +58,41 @@ def augmented_query_image(img: Image.Image, seed: int, product_id: str) -> Image
 
 def augment_image(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """One draw of the query augmentation from `rng`."""
-    img = img.convert("RGB")
-    box = random_resized_crop_box(img.width, img.height, rng)
-    out = img.crop(box).resize(img.size, Image.Resampling.BILINEAR)
-    if rng.random() < 0.5:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return out
+    return draw_view(img.width, img.height, rng).apply(img)
+
+
+@dataclass(frozen=True)
+class View:
+    """One draw of the augmentation: the crop box in the source image, then an optional flip.
+
+    Kept apart from the pixels so that boxes known on the source image (the core region a
+    cropper found) can follow the photo into its augmented view."""
+
+    crop: tuple[int, int, int, int]
+    flip: bool
+    size: tuple[int, int]
+
+    def apply(self, img: Image.Image) -> Image.Image:
+        """Crop, resize back to the source size, maybe flip."""
+        out = img.convert("RGB").crop(self.crop).resize(self.size, Image.Resampling.BILINEAR)
+        return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if self.flip else out
+
+    def move_box(self, box: Box) -> Optional[Box]:
+        """`box` in the view's pixel coordinates, clipped to it; None when less than a pixel is left."""
+        x0, y0, x1, y1 = self.crop
+        sx, sy = self.size[0] / (x1 - x0), self.size[1] / (y1 - y0)
+        nx0 = min(max((box.x0 - x0) * sx, 0.0), self.size[0])
+        nx1 = min(max((box.x1 - x0) * sx, 0.0), self.size[0])
+        ny0 = min(max((box.y0 - y0) * sy, 0.0), self.size[1])
+        ny1 = min(max((box.y1 - y0) * sy, 0.0), self.size[1])
+        if nx1 - nx0 < 1 or ny1 - ny0 < 1:
+            return None
+        if self.flip:
+            nx0, nx1 = self.size[0] - nx1, self.size[0] - nx0
+        return box.model_copy(update={"x0": nx0, "y0": ny0, "x1": nx1, "y1": ny1})
+
+
+def draw_view(width: int, height: int, rng: np.random.Generator) -> View:
+    """Draw the crop box, then the flip, from `rng` (the order every stored query was made with)."""
+    crop = random_resized_crop_box(width, height, rng)
+    return View(crop=crop, flip=bool(rng.random() < 0.5), size=(width, height))
