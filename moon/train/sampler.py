@@ -37,7 +37,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from moon.data.answers import SharedAnswers
-from moon.data.importers.augment import augment_image, draw_view
+from moon.data.importers.augment import draw_view
 from moon.data.records import DataError, ProductImage, ProductRecord, QueryKind, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -258,17 +258,12 @@ class TrainSampler:
         """`query` with its image replaced by a new augmentation of its positive's first photo."""
         product = self.catalogue.products[self.catalogue.index[query.positive_id]]
         rng = np.random.default_rng([self.seed, 3, step, self.rank * self.batch_size + slot])
-        image = ProductImage.from_pil(augment_image(product.images[0].to_pil(), rng), "jpg", quality=90)
-        return query.model_copy(update={"image": image})
+        return query.model_copy(update={"image": _new_view(product.images[0], rng, keep_boxes=False)})
 
     def _augmented_product(self, product: ProductRecord, step: int, slot: int) -> ProductRecord:
         """`product` with its first photo replaced by a new view; its boxes move with the view."""
         rng = np.random.default_rng([self.seed, 4, step, self.rank, slot])
-        first = product.images[0]
-        source = first.to_pil()
-        view = draw_view(source.width, source.height, rng)
-        boxes = [moved for moved in map(view.move_box, first.boxes) if moved is not None]
-        image = ProductImage.from_pil(view.apply(source), "jpg", quality=90, boxes=boxes)
+        image = _new_view(product.images[0], rng, keep_boxes=True)
         return product.model_copy(update={"images": [image, *product.images[1:]]})
 
     def batch(self, step: int) -> TrainBatch:
@@ -307,3 +302,12 @@ class TrainSampler:
         if diff:
             raise ValueError("cannot resume with the same data order: the checkpoint's sampler differs in "
                              + ", ".join(f"{k} (checkpoint {a}, now {b})" for k, (a, b) in diff.items()))
+
+
+def _new_view(image: ProductImage, rng: np.random.Generator, keep_boxes: bool) -> ProductImage:
+    """One draw of the import's augmentation of `image`, stored as the import stores queries (JPEG q90);
+    with `keep_boxes` its boxes are moved into the view (dropped when cut away)."""
+    source = image.to_pil()
+    view = draw_view(source.width, source.height, rng)
+    boxes = [moved for moved in map(view.move_box, image.boxes) if moved is not None] if keep_boxes else []
+    return ProductImage.from_pil(view.apply(source), "jpg", quality=90, boxes=boxes)
