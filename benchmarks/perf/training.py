@@ -3,7 +3,8 @@
 Both sides train the same module (moon-tiny inside the trainer's ContrastiveObjective:
 InfoNCE over in-batch + one hard negative, MoE aux loss) from identical weights, on the
 same pre-built batches (the processor is not timed), with the same threads, the same
-precision (bf16 autocast, as recipes/quickstart-cpu.yaml) and the same optimizer
+precision (`auto`, as recipes/quickstart-cpu.yaml: bf16 autocast on CPUs with native bf16, else
+fp32; moon.train.precision) and the same optimizer
 settings: AdamW from torch, gradient clipping 1.0. The DeepSpeed config is the one
 `moon.train.recipe` generates for the trainer, with ZeRO stage 2. Steps alternate between
 the two sides, so load changes hit both alike, and the fastest step of each is compared:
@@ -25,7 +26,7 @@ from moon.data.shards import open_dataset
 RECIPE = {"name": "perf-training", "model": {"name": "moon-tiny"}, "data": {"dataset": "unused"},
           "negatives": {"hard_k": 1, "queue_size": 0},
           "optim": {"lr": 1.0e-4, "warmup_steps": 1, "steps": 1000, "batch_size": 8, "grad_clip": 1.0},
-          "deepspeed": {"zero_stage": 2, "precision": "autocast-bf16"}}
+          "deepspeed": {"zero_stage": 2, "precision": "auto"}}
 
 
 def _batches(model, dataset, recipe, steps: int) -> list[tuple[dict, object]]:
@@ -50,6 +51,7 @@ def _batches(model, dataset, recipe, steps: int) -> list[tuple[dict, object]]:
 def run(ctx) -> dict:
     from moon.train.distributed import init_distributed
     from moon.train.objective import ContrastiveObjective
+    from moon.train.precision import resolve_precision
     from moon.train.recipe import parse_recipe
     from moon.train.trainer import param_groups
 
@@ -57,6 +59,7 @@ def run(ctx) -> dict:
     tree = copy.deepcopy(RECIPE)
     tree["optim"]["batch_size"] = batch_size
     recipe = parse_recipe(tree, "perf recipe", check_paths=False)
+    autocast = resolve_precision(recipe.deepspeed.precision, use_cuda=False) == "autocast-bf16"
     init_distributed()
     import deepspeed
 
@@ -80,7 +83,7 @@ def run(ctx) -> dict:
 
     def plain_step(inputs, meta) -> float:
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss, _ = plain(op="step", inputs=inputs, meta=meta)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
@@ -97,7 +100,7 @@ def run(ctx) -> dict:
     ds_s, plain_s = min(ds_times), min(plain_times)
     return {"ratio": ds_s / plain_s, "meaning": "DeepSpeed ZeRO-2 step time / plain PyTorch step time (fastest step)",
             "batch_size": batch_size, "hard_negatives": recipe.negatives.hard_k, "timed_steps": timed,
-            "precision": recipe.deepspeed.precision, "zero_stage": recipe.deepspeed.zero_stage,
+            "precision": "autocast-bf16" if autocast else "fp32", "zero_stage": recipe.deepspeed.zero_stage,
             "deepspeed_step_seconds": ds_times, "plain_step_seconds": plain_times,
             "deepspeed_min_s": ds_s, "plain_min_s": plain_s, "deepspeed_median_s": statistics.median(ds_times),
             "plain_median_s": statistics.median(plain_times), "threads": torch.get_num_threads()}

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from moon.data.records import ProductView, QueryKind
+from moon.train.precision import RequestedPrecision, resolve_precision
 
 RESERVED_DEEPSPEED_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
                            "gradient_clipping", "optimizer", "scheduler", "bf16", "fp16", "torch_autocast",
@@ -98,6 +99,13 @@ class ViewSection(_Strict):
         return ProductView(**self.model_dump())
 
 
+class PhotoAugmentSection(_Strict):
+    """How `data.product_photos: augmented` draws its views (moon.train.sampler.PhotoAugment)."""
+
+    share: float = Field(default=1.0, gt=0, le=1, description="fraction of the shown products augmented at a step")
+    min_area: float = Field(default=0.5, gt=0, le=1, description="smallest fraction of the photo a crop keeps")
+
+
 class DataSection(_Strict):
     dataset: Path
     train_split: str = "train"
@@ -114,6 +122,16 @@ class DataSection(_Strict):
         default="stored", description="stored: products' photos as written; augmented: every positive and hard "
                                       "negative shows a fresh random resized crop + flip of its first photo at each "
                                       "step (CLIP-style training augmentation; core boxes follow the view)")
+    product_photo_augment: PhotoAugmentSection = Field(
+        default_factory=PhotoAugmentSection, description="share of products augmented and crop size, used "
+                                                         "with product_photos: augmented")
+
+    @model_validator(mode="after")
+    def _augment_needs_augmented_photos(self) -> "DataSection":
+        if self.product_photos == "stored" and self.product_photo_augment != PhotoAugmentSection():
+            raise ValueError("data.product_photo_augment is set but data.product_photos is 'stored'; "
+                             "set data.product_photos: augmented to use it")
+        return self
 
 
 class LossSection(_Strict):
@@ -209,9 +227,11 @@ class OptimSection(_Strict):
 
 class DeepSpeedSection(_Strict):
     zero_stage: int = Field(default=0, ge=0, le=3)
-    precision: Literal["fp32", "bf16", "autocast-bf16"] = Field(
-        default="fp32", description="bf16: bf16 weights + fp32 master (GPU); autocast-bf16: fp32 weights, "
-                                    "bf16 matmuls (CPU with AMX/AVX512-BF16)")
+    precision: RequestedPrecision = Field(
+        default="auto", description="bf16: bf16 weights + fp32 master (GPU); autocast-bf16: fp32 weights, "
+                                    "bf16 matmuls (CPU with AMX/AVX512-BF16); auto: bf16 on CUDA devices that "
+                                    "support it, autocast-bf16 on CPUs with native bf16, else fp32 "
+                                    "(moon.train.precision)")
     offload_optimizer: bool = False
     config_file: Optional[Path] = Field(default=None, description="extra DeepSpeed JSON (ZeRO tuning) merged in")
 
@@ -277,6 +297,7 @@ class Recipe(_Strict):
         engine.step() is an optimizer step, so both features share one code path.
         """
         o, ds = self.optim, self.deepspeed
+        precision = resolve_precision(ds.precision, use_cuda)
         torch_adam = (not use_cuda) if o.torch_adam is None else o.torch_adam
         schedule: dict[str, Any]
         common = {"warmup_num_steps": o.warmup_steps, "warmup_type": "linear"}
@@ -303,8 +324,8 @@ class Recipe(_Strict):
                 **({"torch_adam": True, "fused": not use_cuda} if torch_adam else {})}},
             "scheduler": schedule,
             "zero_optimization": zero,
-            "bf16": {"enabled": ds.precision == "bf16"},
-            "torch_autocast": {"enabled": ds.precision == "autocast-bf16", "dtype": "bfloat16"},
+            "bf16": {"enabled": precision == "bf16"},
+            "torch_autocast": {"enabled": precision == "autocast-bf16", "dtype": "bfloat16"},
             "steps_per_print": 2 ** 31 - 1,
             "wall_clock_breakdown": False,
         }

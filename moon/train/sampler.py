@@ -18,9 +18,12 @@ positive's first photo (moon.data.importers.augment), seeded by (seed, step, slo
 rest of the batch: a catalogue import stores one augmented view per product, so without it
 the image tower meets the same view of a product in every epoch.
 
-With `augment_product_photos`, every positive and hard negative of a batch shows a new
-augmentation of its first photo instead (the same draw, seeded by (seed, step, rank, slot);
-its core boxes are moved into the view so a cropper's region still crops the same object).
+With `augment_product_photos` (a `PhotoAugment`), positives and hard negatives of a batch show a
+new augmentation of their first photo instead (the same draw, seeded by (seed, step, rank, slot);
+its core boxes are moved into the view so a cropper's region still crops the same object). Its
+`share` says what fraction of the shown products are augmented and `min_area` how much of the
+photo a crop keeps at least: the other tasks' targets are whole photos, so a milder augmentation
+trades less of them away.
 This is the training-time augmentation of CLIP-style image towers: trained on stored pixels
 only, an image tower never learns that a cropped or flipped photo is the same product, which
 is exactly what an image query asks of it.
@@ -30,14 +33,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from moon.data.answers import SharedAnswers
-from moon.data.importers.augment import draw_view
+from moon.data.importers.augment import SCALE, draw_view
 from moon.data.records import DataError, ProductImage, ProductRecord, QueryKind, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -162,6 +165,19 @@ class _MinedNegatives:
         return self.by_query.get(query.query_id) or self.by_positive.get(query.positive_id, [])
 
 
+@dataclass(frozen=True)
+class PhotoAugment:
+    """How training products' photos are augmented: each shown product is, with probability `share`,
+    a random resized crop keeping at least `min_area` of its photo (+ flip)."""
+
+    share: float = 1.0
+    min_area: float = SCALE[0]
+
+    def __post_init__(self) -> None:
+        if not (0 < self.share <= 1 and 0 < self.min_area <= 1):
+            raise ValueError(f"PhotoAugment needs 0 < share <= 1 and 0 < min_area <= 1, got {self}")
+
+
 class TrainSampler:
     """Deterministic, rank-sharded batches of (query, positive, k hard negatives)."""
 
@@ -169,7 +185,7 @@ class TrainSampler:
                  mix: Mapping[QueryKind, float], batch_size: int, hard_k: int, seed: int,
                  rank: int = 0, world_size: int = 1, negatives_path: Optional[Path] = None,
                  answers: Optional[SharedAnswers] = None, fresh_image_queries: bool = False,
-                 augment_product_photos: bool = False) -> None:
+                 augment_product_photos: Optional[PhotoAugment] = None) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.report = SamplerReport()
@@ -262,8 +278,11 @@ class TrainSampler:
 
     def _augmented_product(self, product: ProductRecord, step: int, slot: int) -> ProductRecord:
         """`product` with its first photo replaced by a new view; its boxes move with the view."""
+        policy = self.augment_product_photos
         rng = np.random.default_rng([self.seed, 4, step, self.rank, slot])
-        image = _new_view(product.images[0], rng, keep_boxes=True)
+        if policy.share < 1 and rng.random() >= policy.share:
+            return product
+        image = _new_view(product.images[0], rng, keep_boxes=True, scale=(policy.min_area, 1.0))
         return product.model_copy(update={"images": [image, *product.images[1:]]})
 
     def batch(self, step: int) -> TrainBatch:
@@ -281,7 +300,7 @@ class TrainSampler:
                 rng = np.random.default_rng([self.seed, 2, step, global_slot])
                 negatives += self._negatives(q, pos, shared, rng)
         shown = [self.catalogue.products[i] for i in positives + negatives]
-        if self.augment_product_photos:
+        if self.augment_product_photos is not None:
             shown = [self._augmented_product(p, step, slot) for slot, p in enumerate(shown)]
         return TrainBatch(step=step, queries=queries, positives=shown[:len(positives)],
                           negatives=shown[len(positives):], hard_k=self.hard_k, answers=answers)
@@ -293,7 +312,8 @@ class TrainSampler:
                 "counts": {k.value: n for k, n in self.counts.items()},
                 "queries": self.report.queries_by_kind, "products": len(self.catalogue.products),
                 **({"fresh_image_queries": True} if self.fresh_image_queries else {}),
-                **({"augment_product_photos": True} if self.augment_product_photos else {})}
+                **({"augment_product_photos": asdict(self.augment_product_photos)}
+                   if self.augment_product_photos is not None else {})}
 
     def check_resume(self, saved: Mapping) -> None:
         mine = self.state_dict()
@@ -304,10 +324,12 @@ class TrainSampler:
                              + ", ".join(f"{k} (checkpoint {a}, now {b})" for k, (a, b) in diff.items()))
 
 
-def _new_view(image: ProductImage, rng: np.random.Generator, keep_boxes: bool) -> ProductImage:
-    """One draw of the import's augmentation of `image`, stored as the import stores queries (JPEG q90);
-    with `keep_boxes` its boxes are moved into the view (dropped when cut away)."""
+def _new_view(image: ProductImage, rng: np.random.Generator, keep_boxes: bool,
+              scale: tuple[float, float] = SCALE) -> ProductImage:
+    """One draw of the import's augmentation of `image` (crops covering `scale` of it), stored as the
+    import stores queries (JPEG q90); with `keep_boxes` its boxes are moved into the view (dropped
+    when cut away)."""
     source = image.to_pil()
-    view = draw_view(source.width, source.height, rng)
+    view = draw_view(source.width, source.height, rng, scale)
     boxes = [moved for moved in map(view.move_box, image.boxes) if moved is not None] if keep_boxes else []
     return ProductImage.from_pil(view.apply(source), "jpg", quality=90, boxes=boxes)

@@ -40,7 +40,7 @@ from moon.train.objective import BatchMeta, ContrastiveObjective, GroupSpec, bui
 from moon.train.queue import EmbeddingQueue
 from moon.train.recipe import Recipe, dump_recipe
 from moon.train.runlog import RunLog
-from moon.train.sampler import KINDS, TrainSampler
+from moon.train.sampler import KINDS, PhotoAugment, TrainSampler
 from moon.train.validation import validate
 
 SUMMARY_FILE = "summary.json"
@@ -179,7 +179,8 @@ class Trainer:
             r.optim.batch_size, r.negatives.hard_k, r.run.seed, self.dist.rank, self.dist.world_size,
             r.data.negatives, SharedAnswers(self.train_queries) if r.negatives.mask_shared_answers else None,
             fresh_image_queries=r.data.image_queries == "fresh",
-            augment_product_photos=r.data.product_photos == "augmented")
+            augment_product_photos=(PhotoAugment(**r.data.product_photo_augment.model_dump())
+                                    if r.data.product_photos == "augmented" else None))
         self.kind_weights = {k: r.loss.kind_weights.of(k) for k in KINDS}
         self.view = r.data.product_view.to_view()
 

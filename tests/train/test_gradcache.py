@@ -77,6 +77,15 @@ def _run(engine, objective, batch, labels, chunk):
     return gradcache_step(engine, groups, meta, chunk, torch.device("cpu"), 0.5, LOSS.aux_weight)
 
 
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Equal up to fp32 sums taken in another order, so the absolute tolerance follows the tensor's
+    scale (a token-embedding gradient of magnitude ~7 differed by 4e-6 in one element, one thread,
+    AVX2 CPU); a missing or doubled chunk's contribution is orders of magnitude larger."""
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * max(0.1, scale),
+                               msg=lambda m: f"{name}: {m}")
+
+
 @pytest.mark.parametrize("kind", ["open_clip", pytest.param("moon", marks=pytest.mark.slow)])
 def test_gradcache_gradients_equal_plain_gradients(batch, kind):
     products, b, labels = batch
@@ -95,7 +104,7 @@ def test_gradcache_gradients_equal_plain_gradients(batch, kind):
             assert c.grad is None, name
             continue
         grads += 1
-        torch.testing.assert_close(c.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        _assert_close(c.grad, p.grad, name)
     assert grads > 10 and plain_obj.temperature.log_scale.grad is not None
     assert torch.equal(plain_obj.queue.contents()[1], cached_obj.queue.contents()[1])
 
@@ -111,6 +120,6 @@ def test_gradcache_under_zero2_takes_the_same_optimizer_step(batch):
     cached.step()
     moved = 0
     for (name, p), (_, c) in zip(plain_obj.named_parameters(), cached_obj.named_parameters()):
-        torch.testing.assert_close(c.detach(), p.detach(), rtol=1e-4, atol=1e-6, msg=name)
+        _assert_close(c.detach(), p.detach(), name)
         moved += int(not torch.equal(p.detach(), before[name]))
     assert moved > 10

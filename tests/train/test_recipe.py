@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from moon.data.records import QueryKind
+from moon.train import precision
 from moon.train.recipe import RecipeError, check_model, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -45,6 +46,9 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("data.query_mix.video=1", "recipe.yaml: data.query_mix.video: Extra inputs are not permitted"),
     ("data.image_queries=sometimes", "recipe.yaml: data.image_queries: Input should be 'stored' or 'fresh'"),
     ("data.product_photos=jittered", "recipe.yaml: data.product_photos: Input should be 'stored' or 'augmented'"),
+    ("data.product_photo_augment.share=0.5", "data.product_photo_augment is set but data.product_photos is 'stored'"),
+    ("data.product_photo_augment.min_area=0", "recipe.yaml: data.product_photo_augment.min_area: Input should be "
+                                              "greater than 0"),
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
     ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
     ("loss.label_distractors=8", "label_distractors is set but label_weight is 0"),
@@ -113,6 +117,13 @@ def test_deepspeed_config_follows_the_recipe(write_recipe, tmp_path):
     assert cfg["bf16"]["enabled"] and not cfg["torch_autocast"]["enabled"]
     assert cfg["scheduler"]["type"] == "WarmupCosineLR"
     assert cfg["optimizer"]["params"]["torch_adam"] is True
+
+
+@pytest.mark.parametrize("native, autocast", [(True, True), (False, False)])
+def test_auto_precision_autocasts_only_on_cpus_with_native_bf16(write_recipe, monkeypatch, native, autocast):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cfg = load_recipe(write_recipe(), ["deepspeed.precision=auto"]).deepspeed_config(world_size=1)
+    assert cfg["torch_autocast"]["enabled"] is autocast and not cfg["bf16"]["enabled"]
 
 
 def test_deepspeed_file_may_not_override_recipe_keys(write_recipe, tmp_path):

@@ -7,7 +7,7 @@ from PIL import Image
 from moon.data.answers import SharedAnswers
 from moon.data.records import Box, DataError, ProductImage, QueryKind, QueryRecord
 from moon.negatives.sidecar import write_negatives
-from moon.train.sampler import KINDS, TrainSampler, kind_counts
+from moon.train.sampler import KINDS, PhotoAugment, TrainSampler, kind_counts
 from tests.conftest import build_products, build_queries
 
 T, I, P = QueryKind.TEXT, QueryKind.IMAGE, QueryKind.PRODUCT
@@ -214,10 +214,11 @@ def test_resume_check_rejects_switching_fresh_image_queries():
         _fresh_sampler(catalogue, fresh=False).check_resume(fresh)
 
 
-def _photo_sampler(catalogue, augment: bool = True, seed: int = 0, hard_k: int = 1) -> TrainSampler:
+def _photo_sampler(catalogue, augment: bool = True, seed: int = 0, hard_k: int = 1,
+                   policy: PhotoAugment = PhotoAugment()) -> TrainSampler:
     products, queries = catalogue
     return TrainSampler(queries, products, {T: 1, I: 1}, batch_size=4, hard_k=hard_k, seed=seed,
-                        augment_product_photos=augment)
+                        augment_product_photos=policy if augment else None)
 
 
 def test_augmented_product_photos_are_new_views_of_each_shown_product():
@@ -274,3 +275,34 @@ def test_resume_check_rejects_switching_augmented_product_photos():
         _photo_sampler(catalogue).check_resume(off)
     with pytest.raises(ValueError, match="augment_product_photos"):
         _photo_sampler(catalogue, augment=False).check_resume(on)
+    with pytest.raises(ValueError, match="augment_product_photos"):
+        _photo_sampler(catalogue, policy=PhotoAugment(share=0.5)).check_resume(on)
+
+
+def test_augment_share_leaves_the_other_products_stored():
+    catalogue = _gradient_photo_catalogue()
+    stored = {p.product_id: p.images[0].data for p in catalogue[0]}
+    sampler = _photo_sampler(catalogue, policy=PhotoAugment(share=0.5))
+    shown = [p for step in range(30) for b in [sampler.batch(step)] for p in b.positives + b.negatives]
+    augmented = sum(p.images[0].data != stored[p.product_id] for p in shown)
+    assert 0.3 < augmented / len(shown) < 0.7
+
+
+def test_augment_min_area_bounds_how_much_a_crop_cuts_away():
+    """The bright frame around the photo's edge survives a crop that keeps >= 90% of it far more
+    often than one that may keep only half."""
+    products, queries = _gradient_photo_catalogue(2)
+    photo = np.zeros((40, 40, 3), dtype=np.uint8)
+    photo[:2], photo[-2:], photo[:, :2], photo[:, -2:] = 255, 255, 255, 255
+    framed = ProductImage.from_pil(Image.fromarray(photo), "png")
+    products = [p.model_copy(update={"images": [framed]}) for p in products]
+
+    def frame_kept(policy: PhotoAugment) -> float:
+        sampler = _photo_sampler((products, queries), hard_k=0, policy=policy)
+        views = [np.asarray(p.images[0].to_pil().convert("L"), dtype=np.float32)
+                 for step in range(20) for p in sampler.batch(step).positives]
+        return float(np.mean([v.max(axis=0).min() > 100 and v.max(axis=1).min() > 100 for v in views]))
+
+    assert frame_kept(PhotoAugment(min_area=0.95)) > frame_kept(PhotoAugment(min_area=0.3)) + 0.3
+    with pytest.raises(ValueError, match="min_area"):
+        PhotoAugment(min_area=0)

@@ -56,7 +56,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     overrides = ["optim.steps=16", "run.checkpoint_every=3", "optim.grad_accum=2", "optim.gradcache_chunk=4",
                  "loss.intra_product_weight=0.5", "loss.label_weight=0.5", "loss.label_distractors=4",
                  "negatives.queue_size=20", "data.image_queries=fresh",
-                 "data.product_photos=augmented"]
+                 "data.product_photos=augmented", "data.product_photo_augment.share=0.5"]
     recipe = write_recipe()
     full, killed = tmp_path / "full", tmp_path / "killed"
     reference = subprocess.Popen(_train_cmd(recipe, full, *overrides), env=_env(), cwd=ROOT,
@@ -73,7 +73,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     assert killed_at < 16
     state = json.loads((killed / "checkpoints" / latest.read_text().strip() / "moon" / "state.json").read_text())
     assert state["sampler"]["fresh_image_queries"] is True   # the recipe's choices reached the sampler
-    assert state["sampler"]["augment_product_photos"] is True
+    assert state["sampler"]["augment_product_photos"] == {"share": 0.5, "min_area": 0.5}
 
     resumed = subprocess.run(_train_cmd(recipe, killed, "--resume", *overrides), env=_env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=600)

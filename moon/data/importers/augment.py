@@ -33,12 +33,13 @@ def product_rng(seed: int, product_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """A crop box covering SCALE of the area with aspect in RATIO; the centre square-ish fallback."""
+def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
+                            scale: tuple[float, float] = SCALE) -> tuple[int, int, int, int]:
+    """A crop box covering `scale` of the area with aspect in RATIO; the centre square-ish fallback."""
     area = width * height
     log_lo, log_hi = math.log(RATIO[0]), math.log(RATIO[1])
     for _ in range(10):
-        target = area * rng.uniform(*SCALE)
+        target = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(log_lo, log_hi))
         w = int(round(math.sqrt(target * aspect)))
         h = int(round(math.sqrt(target / aspect)))
@@ -92,7 +93,8 @@ class View:
         return box.model_copy(update={"x0": nx0, "y0": ny0, "x1": nx1, "y1": ny1})
 
 
-def draw_view(width: int, height: int, rng: np.random.Generator) -> View:
-    """Draw the crop box, then the flip, from `rng` (the order every stored query was made with)."""
-    crop = random_resized_crop_box(width, height, rng)
+def draw_view(width: int, height: int, rng: np.random.Generator, scale: tuple[float, float] = SCALE) -> View:
+    """Draw the crop box (covering `scale` of the area), then the flip, from `rng` (the order every
+    stored query was made with)."""
+    crop = random_resized_crop_box(width, height, rng, scale)
     return View(crop=crop, flip=bool(rng.random() < 0.5), size=(width, height))
