@@ -38,3 +38,10 @@ def resolve_precision(requested: RequestedPrecision, use_cuda: bool) -> Precisio
                     "matmuls are emulated and can run ~100x slower than fp32; precision: auto picks fp32 here",
                     requested)
     return requested
+
+
+def configured_precision(ds_config: dict) -> Precision:
+    """The precision a generated DeepSpeed config trains in (recorded in a run's summary.json)."""
+    if ds_config.get("bf16", {}).get("enabled"):
+        return "bf16"
+    return "autocast-bf16" if ds_config.get("torch_autocast", {}).get("enabled") else "fp32"

@@ -37,6 +37,7 @@ from moon.train.gradcache import gradcache_step
 from moon.train.labels import LabelSampler, label_fields
 from moon.train.models import build_model
 from moon.train.objective import BatchMeta, ContrastiveObjective, GroupSpec, build_groups
+from moon.train.precision import configured_precision
 from moon.train.queue import EmbeddingQueue
 from moon.train.recipe import Recipe, dump_recipe
 from moon.train.runlog import RunLog
@@ -336,6 +337,7 @@ class Trainer:
                 "wall_seconds": self._wall(), "resumed_from": start if self.resume else None,
                 "model_dir": str(model_dir), "model_id": self.model.model_id,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
+                "precision": configured_precision(self.ds_config),
                 "val_before": self.val_before or None, "val_after": val_after, "validation_note": self.val_note,
                 "data": asdict(self.sampler.report),
             })

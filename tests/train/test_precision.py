@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from moon.train import precision
-from moon.train.precision import cpu_has_native_bf16, resolve_precision
+from moon.train.precision import configured_precision, cpu_has_native_bf16, resolve_precision
+from moon.train.recipe import load_recipe
 
 
 @pytest.fixture
@@ -47,3 +48,11 @@ def test_native_bf16_probe_reads_the_cpu_flags(monkeypatch):
     assert not cpu_has_native_bf16()
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert cpu_has_native_bf16()
+
+
+def test_configured_precision_reads_back_the_generated_config(write_recipe, native_bf16):
+    native_bf16(False)
+    for requested, expected in [("bf16", "bf16"), ("autocast-bf16", "autocast-bf16"), ("fp32", "fp32"),
+                                ("auto", "fp32")]:
+        cfg = load_recipe(write_recipe(), [f"deepspeed.precision={requested}"]).deepspeed_config(world_size=1)
+        assert configured_precision(cfg) == expected

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from moon.model.registry import load_embedder
+from moon.train.precision import cpu_has_native_bf16
 from moon.train.recipe import load_recipe
 from moon.train.trainer import Trainer
 from tests.conftest import build_products
@@ -132,11 +133,13 @@ def test_two_process_zero2_run_reduces_the_loss(write_recipe, tmp_path, model):
     recipe = write_recipe(**({"model": model} if model else {}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "moon",
            "train", str(recipe), "--out", str(out), "--quiet", "deepspeed.zero_stage=2", "optim.steps=16",
-           "negatives.queue_size=0", "run.checkpoint_every=8", "validation.at_start=false"]
+           "negatives.queue_size=0", "run.checkpoint_every=8", "validation.at_start=false",
+           "deepspeed.precision=auto"]
     result = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
+    assert summary["precision"] == ("autocast-bf16" if cpu_has_native_bf16() else "fp32")
     losses = [loss for _, loss in _curve(out)]
     assert len(losses) == 16
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
