@@ -51,7 +51,7 @@ def _batches(model, dataset, recipe, steps: int) -> list[tuple[dict, object]]:
 def run(ctx) -> dict:
     from moon.train.distributed import init_distributed
     from moon.train.objective import ContrastiveObjective
-    from moon.train.precision import resolve_precision
+    from moon.train.precision import configured_precision
     from moon.train.recipe import parse_recipe
     from moon.train.trainer import param_groups
 
@@ -59,7 +59,8 @@ def run(ctx) -> dict:
     tree = copy.deepcopy(RECIPE)
     tree["optim"]["batch_size"] = batch_size
     recipe = parse_recipe(tree, "perf recipe", check_paths=False)
-    autocast = resolve_precision(recipe.deepspeed.precision, use_cuda=False) == "autocast-bf16"
+    ds_config = recipe.deepspeed_config(1)
+    autocast = configured_precision(ds_config) == "autocast-bf16"
     init_distributed()
     import deepspeed
 
@@ -68,7 +69,7 @@ def run(ctx) -> dict:
     objective = ContrastiveObjective(model, recipe.loss, recipe.negatives)
     plain = copy.deepcopy(objective)
     torch.set_num_threads(ctx.threads)
-    engine, _, _, _ = deepspeed.initialize(model=objective, config=recipe.deepspeed_config(1),
+    engine, _, _, _ = deepspeed.initialize(model=objective, config=ds_config,
                                            model_parameters=param_groups(objective, recipe.optim.weight_decay))
     o = recipe.optim
     optimizer = torch.optim.AdamW(param_groups(plain, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)

@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from moon.data.importers.augment import SCALE as AUGMENT_SCALE
 from moon.data.records import ProductView, QueryKind
 from moon.train.precision import RequestedPrecision, resolve_precision
 
@@ -103,7 +104,7 @@ class PhotoAugmentSection(_Strict):
     """How `data.product_photos: augmented` draws its views (moon.train.sampler.PhotoAugment)."""
 
     share: float = Field(default=1.0, gt=0, le=1, description="fraction of the shown products augmented at a step")
-    min_area: float = Field(default=0.5, gt=0, le=1, description="smallest fraction of the photo a crop keeps")
+    min_area: float = Field(default=AUGMENT_SCALE[0], gt=0, le=1, description="smallest fraction of the photo a crop keeps")
 
 
 class DataSection(_Strict):
