@@ -157,6 +157,7 @@ class ContrastiveObjective(nn.Module):
         self.intra_weight = loss.intra_product_weight
         self.query_image_loss = info_nce if loss.query_image_weight > 0 else None
         self.query_image_weight = loss.query_image_weight
+        self.query_image_kind_ids = torch.tensor([KINDS.index(k) for k in loss.query_image_kinds], dtype=torch.long)
         self.label_loss = LabelAlignmentLoss(self.temperature) if loss.label_weight > 0 else None
         self.label_weight = loss.label_weight
         self.label_groups = [LABEL_INPUT_GROUPS[name] for name in loss.label_inputs]
@@ -260,20 +261,22 @@ class ContrastiveObjective(nn.Module):
         return total, stats
 
     def _query_image(self, queries: torch.Tensor, images: torch.Tensor, meta: BatchMeta) -> Optional[torch.Tensor]:
-        """Text queries -> the positives' images alone (every rank's when spatial), with the main
-        term's false-negative mask; None when the micro-batch has no text query.
+        """Queries of `loss.query_image_kinds` -> the positives' images alone (every rank's when
+        spatial), with the main term's false-negative mask; None when the micro-batch has no such
+        query.
 
-        This is text -> image search's own pairing (a query-encoded text against a product seen
-        by its photo only), which the main term (full product) and the intra term (title encoded
-        as a product) both approach only indirectly."""
-        text = meta.kinds == KINDS.index(QueryKind.TEXT)
-        if not bool(text.any()):
+        For text queries this is text -> image search's own pairing (a query-encoded text against
+        a product seen by its photo only), which the main term (full product) and the intra term
+        (title encoded as a product) both approach only indirectly. For image queries it pairs an
+        augmented view with its own photo alone, the image half of image -> product search."""
+        selected = torch.isin(meta.kinds, self.query_image_kind_ids.to(meta.kinds.device))
+        if not bool(selected.any()):
             return None
         gathered = self._gather(images, meta.positive_ids, meta.positive_groups)
         labels = torch.arange(gathered.local.start, gathered.local.stop, device=queries.device)
         mask = false_negative_mask(meta.positive_ids, meta.positive_groups, gathered.product_ids,
                                    gathered.group_ids, labels, meta.answer_ids)
-        loss, _ = self.query_image_loss(queries[text], gathered.embeddings, labels[text], mask[text])
+        loss, _ = self.query_image_loss(queries[selected], gathered.embeddings, labels[selected], mask[selected])
         return loss
 
     @torch.no_grad()

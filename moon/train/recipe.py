@@ -147,9 +147,14 @@ class LossSection(_Strict):
                                        "scores the hard negatives' titles")
     intra_hard_images: bool = Field(default=False, description="the intra term's title -> image direction also "
                                     "scores the hard negatives' images alone (one more forward pass of them)")
-    query_image_weight: float = Field(default=0.0, ge=0, description="text queries <-> the positives' images alone "
-                                      "(text -> image search's pairing; no extra forward pass when the intra "
-                                      "or label term already embeds the images)")
+    query_image_weight: float = Field(default=0.0, ge=0, description="queries of `query_image_kinds` <-> the "
+                                      "positives' images alone (text -> image search's pairing; no extra forward "
+                                      "pass when the intra or label term already embeds the images)")
+    query_image_kinds: list[QueryKind] = Field(
+        default_factory=lambda: [QueryKind.TEXT], min_length=1,
+        description="query kinds the query -> image-alone term scores: text (t2i's pairing) and/or image (an "
+                    "augmented view against its own photo alone: the image tower's invariance to the crops "
+                    "and flips of image queries)")
     label_weight: float = Field(default=0.0, ge=0, description="label alignment: image + title <-> own label texts "
                                 "(moon.train.labels)")
     label_fields: Optional[list[str]] = Field(default=None, description="category levels / attributes to align; "
@@ -174,6 +179,8 @@ class LossSection(_Strict):
             raise ValueError("matryoshka_weights needs one weight per matryoshka_dims entry")
         if any(tau < 0 for tau in self.label_logit_adjust.values()):
             raise ValueError(f"label_logit_adjust: tau must be >= 0, got {self.label_logit_adjust}")
+        if len(set(self.query_image_kinds)) != len(self.query_image_kinds):
+            raise ValueError(f"query_image_kinds repeats a kind: {[k.value for k in self.query_image_kinds]}")
         if len(set(self.label_inputs)) != len(self.label_inputs):
             raise ValueError(f"label_inputs repeats an input: {self.label_inputs}")
         if self.intra_hard_negatives and self.intra_product_weight == 0:
@@ -279,12 +286,15 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _query_image_needs_text_queries(self) -> "Recipe":
-        """Only text queries are scored against the images alone: a mix without them would make
-        the term a silent no-op."""
-        if self.loss.query_image_weight > 0 and self.data.query_mix.text == 0:
-            raise ValueError("loss.query_image_weight is set but data.query_mix.text is 0: the term scores text "
-                             "queries only; set loss.query_image_weight: 0 or give text queries a share")
+    def _query_image_needs_its_queries(self) -> "Recipe":
+        """Only the kinds in `loss.query_image_kinds` are scored against the images alone: a mix
+        without any of them would make the term a silent no-op."""
+        kinds = self.loss.query_image_kinds
+        if self.loss.query_image_weight > 0 and all(self.data.query_mix.of(k) == 0 for k in kinds):
+            names = ", ".join(k.value for k in kinds)
+            raise ValueError(f"loss.query_image_weight is set but data.query_mix gives no share to the kinds it "
+                             f"scores (loss.query_image_kinds: {names}); set loss.query_image_weight: 0 or give "
+                             f"one of them a share")
         return self
 
     def output_dir(self) -> Path:

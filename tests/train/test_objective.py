@@ -263,6 +263,21 @@ def test_query_image_term_scores_text_queries_against_the_positives_images_alone
     assert total.item() == pytest.approx(base.item() + 0.5 * expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("kinds, rows", [([QueryKind.IMAGE], [1]), ([QueryKind.TEXT, QueryKind.IMAGE], [0, 1, 2])])
+def test_query_image_term_scores_the_kinds_it_is_given(model, kinds, rows):
+    meta = _meta(["A", "B", "D"], ["C", "E", "A2"], GROUPS)
+    meta.kinds = torch.tensor([KINDS.index(QueryKind.TEXT), KINDS.index(QueryKind.IMAGE),
+                               KINDS.index(QueryKind.TEXT)])
+    emb = {"queries": _unit(3, 30), "products": _unit(6, 31), "images": _unit(3, 32)}
+    loss = LossSection(temperature=TEMP, learn_temperature=False, query_image_weight=0.5, query_image_kinds=kinds)
+    stats = ContrastiveObjective(model, loss, NegativesSection(hard_k=1, spatial=True)).loss(emb, meta)[1]
+    q, images = emb["queries"], emb["images"]
+    # B (row 1) and D (row 2) share a group: neither may see the other's image.
+    allowed = {0: [0, 1, 2], 1: [0, 1], 2: [0, 2]}
+    expected = sum(_reference_row(q[r], images, r, allowed[r]) for r in rows) / len(rows)
+    assert stats["query_image"].item() == pytest.approx(expected, rel=1e-5)
+
+
 def _reference_row(query: torch.Tensor, cand: torch.Tensor, label: int, allowed: list[int]) -> float:
     logits = (cand @ query) / TEMP
     return float(-(logits[label] - torch.logsumexp(logits[allowed], 0)))

@@ -73,10 +73,18 @@ def test_intra_hard_columns_need_mined_negatives(write_recipe, key):
         load_recipe(write_recipe(), overrides + ["negatives.hard_k=0"])
 
 
-def test_query_image_term_needs_text_queries(write_recipe):
-    assert load_recipe(write_recipe(), ["loss.query_image_weight=0.5"]).loss.query_image_weight == 0.5
-    with pytest.raises(RecipeError, match="loss.query_image_weight is set but data.query_mix.text is 0"):
+def test_query_image_term_needs_a_share_for_the_kinds_it_scores(write_recipe):
+    recipe = load_recipe(write_recipe(), ["loss.query_image_weight=0.5"])
+    assert recipe.loss.query_image_weight == 0.5 and recipe.loss.query_image_kinds == [QueryKind.TEXT]
+    with pytest.raises(RecipeError, match=r"data.query_mix gives no share to the kinds it scores "
+                                          r"\(loss.query_image_kinds: text\)"):
         load_recipe(write_recipe(), ["loss.query_image_weight=0.5", "data.query_mix.text=0"])
+    image_only = ["loss.query_image_weight=0.5", "loss.query_image_kinds=[image]", "data.query_mix.text=0"]
+    assert load_recipe(write_recipe(), image_only).loss.query_image_kinds == [QueryKind.IMAGE]
+    with pytest.raises(RecipeError, match="query_image_kinds: image"):
+        load_recipe(write_recipe(), image_only + ["data.query_mix.image=0", "data.query_mix.text=1"])
+    with pytest.raises(RecipeError, match="query_image_kinds repeats a kind"):
+        load_recipe(write_recipe(), ["loss.query_image_kinds=[image,image]"])
 
 
 def test_missing_paths_are_reported_before_anything_runs(write_recipe, tmp_path):
