@@ -138,6 +138,16 @@ def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
     return groups
 
 
+def _kind_ids(kinds: Sequence[QueryKind]) -> torch.Tensor:
+    """The `KINDS` indices of `kinds`, the encoding `BatchMeta.kinds` uses."""
+    return torch.tensor([KINDS.index(k) for k in kinds], dtype=torch.long)
+
+
+def _is_kind(batch_kinds: torch.Tensor, kind_ids: torch.Tensor) -> torch.Tensor:
+    """Per query: is its kind one of `kind_ids` (on the batch's device)."""
+    return torch.isin(batch_kinds, kind_ids.to(batch_kinds.device))
+
+
 class ContrastiveObjective(nn.Module):
     """Embedder + temperature + losses; see the module docstring for the ops."""
 
@@ -157,13 +167,13 @@ class ContrastiveObjective(nn.Module):
         self.intra_weight = loss.intra_product_weight
         self.query_image_loss = info_nce if loss.query_image_weight > 0 else None
         self.query_image_weight = loss.query_image_weight
-        self.query_image_kind_ids = torch.tensor([KINDS.index(k) for k in loss.query_image_kinds], dtype=torch.long)
+        self.query_image_kind_ids = _kind_ids(loss.query_image_kinds)
         self.label_loss = LabelAlignmentLoss(self.temperature) if loss.label_weight > 0 else None
         self.label_weight = loss.label_weight
         self.label_groups = [LABEL_INPUT_GROUPS[name] for name in loss.label_inputs]
         self.aux_weight = loss.aux_weight
         self.negatives = negatives
-        self.hard_kind_ids = torch.tensor([KINDS.index(k) for k in negatives.hard_query_kinds], dtype=torch.long)
+        self.hard_kind_ids = _kind_ids(negatives.hard_query_kinds)
         self.queue = queue
         self.queue_active = False
 
@@ -227,7 +237,7 @@ class ContrastiveObjective(nn.Module):
             labels = torch.arange(n_queries, device=device)
             mask = false_negative_mask(meta.positive_ids, meta.positive_groups, candidates.ids, candidates.groups,
                                        labels, meta.answer_ids)
-            no_hard = ~torch.isin(meta.kinds, self.hard_kind_ids.to(device))
+            no_hard = ~_is_kind(meta.kinds, self.hard_kind_ids)
             mask |= no_hard[:, None] & candidates.hard[None, :]
             if not self.negatives.in_batch:
                 allowed = torch.zeros(n_queries, n_local, dtype=torch.bool, device=device)
@@ -269,7 +279,7 @@ class ContrastiveObjective(nn.Module):
         a product seen by its photo only), which the main term (full product) and the intra term
         (title encoded as a product) both approach only indirectly. For image queries it pairs an
         augmented view with its own photo alone, the image half of image -> product search."""
-        selected = torch.isin(meta.kinds, self.query_image_kind_ids.to(meta.kinds.device))
+        selected = _is_kind(meta.kinds, self.query_image_kind_ids)
         if not bool(selected.any()):
             return None
         gathered = self._gather(images, meta.positive_ids, meta.positive_groups)
