@@ -123,18 +123,18 @@ def build_groups(batch: TrainBatch, processor, view: ProductView, intra: bool,
     }
     image_view = ProductView(images=True, crops=view.crops, title=False, category=False, attributes=False)
     if intra or labels is not None or query_images:
-        groups["images"] = (batch.positives, lambda recs: processor.products(recs, image_view))
+        groups["images"] = (batch.positives_for_parts, lambda recs: processor.products(recs, image_view))
     if intra or labels is not None:
-        groups["titles"] = (batch.positives, lambda recs: processor.products(recs, TITLE_ONLY))
+        groups["titles"] = (batch.positives_for_parts, lambda recs: processor.products(recs, TITLE_ONLY))
     if intra and intra_hard and batch.negatives:
-        groups["negative_titles"] = (batch.negatives, lambda recs: processor.products(recs, TITLE_ONLY))
+        groups["negative_titles"] = (batch.negatives_for_parts, lambda recs: processor.products(recs, TITLE_ONLY))
     if intra and intra_hard_images and batch.negatives:
-        groups["negative_images"] = (batch.negatives, lambda recs: processor.products(recs, image_view))
+        groups["negative_images"] = (batch.negatives_for_parts, lambda recs: processor.products(recs, image_view))
     if labels is not None:
         groups["labels"] = (labels.queries(), processor.queries)
         if "image_title" in label_inputs:
             image_title = ProductView(images=True, crops=view.crops, title=True, category=False, attributes=False)
-            groups["image_titles"] = (batch.positives, lambda recs: processor.products(recs, image_title))
+            groups["image_titles"] = (batch.positives_for_parts, lambda recs: processor.products(recs, image_title))
     return groups
 
 

@@ -105,6 +105,10 @@ class PhotoAugmentSection(_Strict):
 
     share: float = Field(default=1.0, gt=0, le=1, description="fraction of the shown products augmented at a step")
     min_area: float = Field(default=AUGMENT_SCALE[0], gt=0, le=1, description="smallest fraction of the photo a crop keeps")
+    scope: Literal["all", "products"] = Field(
+        default="all", description="which embeddings see the views: all, or products (only the products the "
+                                   "queries are scored against; the image-alone, title-alone and image + title "
+                                   "passes of the intra, label and query -> image terms keep the stored photos)")
 
 
 class DataSection(_Strict):

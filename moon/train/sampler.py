@@ -23,7 +23,9 @@ new augmentation of their first photo instead (the same draw, seeded by (seed, s
 its core boxes are moved into the view so a cropper's region still crops the same object). Its
 `share` says what fraction of the shown products are augmented and `min_area` how much of the
 photo a crop keeps at least: the other tasks' targets are whole photos, so a milder augmentation
-trades less of them away.
+trades less of them away. Its `scope` "products" augments only the products the queries are
+scored against: the passes of their parts (image alone, title alone, image + title: the intra,
+label and query -> image terms) keep the stored photos, the inputs of t2i and the zero-shot tasks.
 This is the training-time augmentation of CLIP-style image towers: trained on stored pixels
 only, an image tower never learns that a cropped or flipped photo is the same product, which
 is exactly what an image query asks of it.
@@ -68,7 +70,9 @@ def kind_counts(mix: Mapping[QueryKind, float], batch_size: int,
 @dataclass
 class TrainBatch:
     """One rank's micro-batch. negatives[i*k:(i+1)*k] are the hard negatives of queries[i];
-    answers[i] are the other products that answer queries[i]'s text (never its negatives)."""
+    answers[i] are the other products that answer queries[i]'s text (never its negatives).
+    `stored_positives` / `stored_negatives` hold the same products with their stored photos when
+    only the main term's products are augmented (`PhotoAugment.scope == "products"`)."""
 
     step: int
     queries: list[QueryRecord]
@@ -76,6 +80,18 @@ class TrainBatch:
     negatives: list[ProductRecord]
     hard_k: int
     answers: list[tuple[str, ...]] = field(default_factory=list)
+    stored_positives: Optional[list[ProductRecord]] = None
+    stored_negatives: Optional[list[ProductRecord]] = None
+
+    @property
+    def positives_for_parts(self) -> list[ProductRecord]:
+        """The positives as the passes of their parts (image alone, title alone, image + title) see them."""
+        return self.positives if self.stored_positives is None else self.stored_positives
+
+    @property
+    def negatives_for_parts(self) -> list[ProductRecord]:
+        """The hard negatives as the passes of their parts see them."""
+        return self.negatives if self.stored_negatives is None else self.stored_negatives
 
 
 @dataclass
@@ -165,17 +181,26 @@ class _MinedNegatives:
         return self.by_query.get(query.query_id) or self.by_positive.get(query.positive_id, [])
 
 
+PHOTO_AUGMENT_SCOPES = ("all", "products")
+
+
 @dataclass(frozen=True)
 class PhotoAugment:
     """How training products' photos are augmented: each shown product is, with probability `share`,
-    a random resized crop keeping at least `min_area` of its photo (+ flip)."""
+    a random resized crop keeping at least `min_area` of its photo (+ flip). `scope` says which
+    embeddings see the views: "all", or "products" (only the products the queries are scored
+    against; the passes of their parts keep the stored photos, the targets of t2i and the
+    zero-shot tasks)."""
 
     share: float = 1.0
     min_area: float = SCALE[0]
+    scope: str = "all"
 
     def __post_init__(self) -> None:
         if not (0 < self.share <= 1 and 0 < self.min_area <= 1):
             raise ValueError(f"PhotoAugment needs 0 < share <= 1 and 0 < min_area <= 1, got {self}")
+        if self.scope not in PHOTO_AUGMENT_SCOPES:
+            raise ValueError(f"PhotoAugment scope must be one of {PHOTO_AUGMENT_SCOPES}, got {self.scope!r}")
 
 
 class TrainSampler:
@@ -299,11 +324,17 @@ class TrainSampler:
                 global_slot = self.rank * self.batch_size + slot
                 rng = np.random.default_rng([self.seed, 2, step, global_slot])
                 negatives += self._negatives(q, pos, shared, rng)
-        shown = [self.catalogue.products[i] for i in positives + negatives]
+        stored = [self.catalogue.products[i] for i in positives + negatives]
+        shown, parts = stored, None
         if self.augment_product_photos is not None:
-            shown = [self._augmented_product(p, step, slot) for slot, p in enumerate(shown)]
-        return TrainBatch(step=step, queries=queries, positives=shown[:len(positives)],
-                          negatives=shown[len(positives):], hard_k=self.hard_k, answers=answers)
+            shown = [self._augmented_product(p, step, slot) for slot, p in enumerate(stored)]
+            if self.augment_product_photos.scope == "products":
+                parts = stored
+        cut = len(positives)
+        return TrainBatch(step=step, queries=queries, positives=shown[:cut], negatives=shown[cut:],
+                          hard_k=self.hard_k, answers=answers,
+                          stored_positives=None if parts is None else parts[:cut],
+                          stored_negatives=None if parts is None else parts[cut:])
 
     def state_dict(self) -> dict:
         """What must match for a resumed run to see the same data order."""

@@ -14,7 +14,7 @@ from moon.train.loss import IntraProductLoss, id_tensor
 from moon.train.objective import BatchMeta, ContrastiveObjective, build_groups
 from moon.train.queue import EmbeddingQueue
 from moon.train.recipe import LossSection, NegativesSection
-from moon.train.sampler import KINDS, TrainSampler
+from moon.train.sampler import KINDS, TrainBatch, TrainSampler
 from tests.conftest import build_products, build_queries
 from tests.train.conftest import tiny_clip
 
@@ -175,11 +175,9 @@ def test_label_term_scores_the_inputs_the_recipe_names(model):
 
     products = build_products(2, seed=9, images_per_product=(1, 1), size=16)
 
-    class Batch:
-        queries, positives, negatives = [], products, []
-
-    assert "image_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True, labels=labels)
-    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, labels=labels,
+    batch = TrainBatch(step=0, queries=[], positives=products, negatives=[], hard_k=0)
+    assert "image_titles" not in build_groups(batch, model.processor, FULL_VIEW, intra=True, labels=labels)
+    groups = build_groups(batch, model.processor, FULL_VIEW, intra=True, labels=labels,
                           label_inputs=["title", "image_title"])
     records, make = groups["image_titles"]
     assert records == products
@@ -191,30 +189,41 @@ def test_label_term_scores_the_inputs_the_recipe_names(model):
 def test_hard_negatives_titles_are_embedded_only_for_the_intra_term_that_asks(model):
     products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
 
-    class Batch:
-        queries, positives, negatives = [], products[:2], products[2:]
-
-    assert "negative_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True)
-    assert "negative_titles" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False, intra_hard=True)
-    records, make = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard=True)["negative_titles"]
+    batch = TrainBatch(step=0, queries=[], positives=products[:2], negatives=products[2:], hard_k=1)
+    assert "negative_titles" not in build_groups(batch, model.processor, FULL_VIEW, intra=True)
+    assert "negative_titles" not in build_groups(batch, model.processor, FULL_VIEW, intra=False, intra_hard=True)
+    records, make = build_groups(batch, model.processor, FULL_VIEW, intra=True, intra_hard=True)["negative_titles"]
     assert records == products[2:] and make(records)["pixel_values"].shape[0] == 0
 
 
 def test_hard_negatives_images_are_embedded_alone_only_for_the_intra_term_that_asks(model):
     products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
 
-    class Batch:
-        queries, positives, negatives = [], products[:2], products[2:]
-
-    assert "negative_images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard=True)
-    assert "negative_images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False,
+    batch = TrainBatch(step=0, queries=[], positives=products[:2], negatives=products[2:], hard_k=1)
+    assert "negative_images" not in build_groups(batch, model.processor, FULL_VIEW, intra=True, intra_hard=True)
+    assert "negative_images" not in build_groups(batch, model.processor, FULL_VIEW, intra=False,
                                                  intra_hard_images=True)
-    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=True, intra_hard_images=True)
+    groups = build_groups(batch, model.processor, FULL_VIEW, intra=True, intra_hard_images=True)
     records, make = groups["negative_images"]
     assert records == products[2:] and "negative_titles" not in groups
     alone, positives_alone = make(records), groups["images"][1](records)  # the positives' image-only view
     assert alone["pixel_values"].shape[0] > 0
     assert all(torch.equal(alone[key], positives_alone[key]) for key in alone)
+
+
+def test_parts_are_embedded_from_the_stored_photos_when_only_products_are_augmented(model):
+    products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
+    views = build_products(4, seed=10, images_per_product=(1, 1), size=16)  # stand-ins for augmented photos
+    batch = TrainBatch(step=0, queries=[], positives=views[:2], negatives=views[2:], hard_k=1,
+                       stored_positives=products[:2], stored_negatives=products[2:])
+    labels = LabelBatch(texts=["a", "b"], targets=torch.tensor([[0], [1]]), per_field=[2])
+    groups = build_groups(batch, model.processor, FULL_VIEW, intra=True, labels=labels, intra_hard=True,
+                          intra_hard_images=True, label_inputs=["image", "image_title"], query_images=True)
+    assert groups["products"][0] == views
+    for name in ("images", "titles", "image_titles"):
+        assert groups[name][0] == products[:2], name
+    for name in ("negative_titles", "negative_images"):
+        assert groups[name][0] == products[2:], name
 
 
 def test_intra_term_scores_the_hard_negatives_titles_with_their_groups(model):
@@ -294,16 +303,14 @@ def test_query_image_term_is_skipped_without_text_queries(model):
 def test_query_image_term_embeds_the_positives_images_without_their_titles(model):
     products = build_products(4, seed=9, images_per_product=(1, 1), size=16)
 
-    class Batch:
-        queries, positives, negatives = [], products[:2], products[2:]
-
-    assert "images" not in build_groups(Batch(), model.processor, FULL_VIEW, intra=False)
-    groups = build_groups(Batch(), model.processor, FULL_VIEW, intra=False, query_images=True)
+    batch = TrainBatch(step=0, queries=[], positives=products[:2], negatives=products[2:], hard_k=1)
+    assert "images" not in build_groups(batch, model.processor, FULL_VIEW, intra=False)
+    groups = build_groups(batch, model.processor, FULL_VIEW, intra=False, query_images=True)
     records, make = groups["images"]
     assert records == products[:2] and "titles" not in groups
     inputs = make(records)
-    intra_images = build_groups(Batch(), model.processor, FULL_VIEW, intra=True)["images"][1](records)
-    with_title = build_groups(Batch(), model.processor, FULL_VIEW, intra=False)["products"][1](records)
+    intra_images = build_groups(batch, model.processor, FULL_VIEW, intra=True)["images"][1](records)
+    with_title = build_groups(batch, model.processor, FULL_VIEW, intra=False)["products"][1](records)
     assert inputs["pixel_values"].shape[0] > 0
     assert all(torch.equal(inputs[key], intra_images[key]) for key in inputs)
     assert not torch.equal(inputs["input_ids"], with_title["input_ids"])

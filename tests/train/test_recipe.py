@@ -49,6 +49,8 @@ def test_default_query_mix_is_moons_12_3_2(train_dataset):
     ("data.product_photo_augment.share=0.5", "data.product_photo_augment is set but data.product_photos is 'stored'"),
     ("data.product_photo_augment.min_area=0", "recipe.yaml: data.product_photo_augment.min_area: Input should be "
                                               "greater than 0"),
+    ("data.product_photo_augment.scope=queries",
+     "recipe.yaml: data.product_photo_augment.scope: Input should be 'all' or 'products'"),
     ("loss.label_logit_adjust.type=1", "label_logit_adjust is set but label_weight is 0"),
     ("loss.label_inputs=[image,image]", "label_inputs repeats an input"),
     ("loss.label_distractors=8", "label_distractors is set but label_weight is 0"),

@@ -277,6 +277,8 @@ def test_resume_check_rejects_switching_augmented_product_photos():
         _photo_sampler(catalogue, augment=False).check_resume(on)
     with pytest.raises(ValueError, match="augment_product_photos"):
         _photo_sampler(catalogue, policy=PhotoAugment(share=0.5)).check_resume(on)
+    with pytest.raises(ValueError, match="augment_product_photos"):
+        _photo_sampler(catalogue, policy=PhotoAugment(scope="products")).check_resume(on)
 
 
 def test_augment_share_leaves_the_other_products_stored():
@@ -286,6 +288,23 @@ def test_augment_share_leaves_the_other_products_stored():
     shown = [p for step in range(30) for b in [sampler.batch(step)] for p in b.positives + b.negatives]
     augmented = sum(p.images[0].data != stored[p.product_id] for p in shown)
     assert 0.3 < augmented / len(shown) < 0.7
+
+
+def test_augment_scope_products_keeps_the_stored_photos_for_the_parts():
+    catalogue = _gradient_photo_catalogue()
+    stored = {p.product_id: p for p in catalogue[0]}
+    everywhere, products_only = _photo_sampler(catalogue), _photo_sampler(catalogue, policy=PhotoAugment(scope="products"))
+    for step in range(4):
+        batch, same = products_only.batch(step), everywhere.batch(step)
+        assert batch.positives == same.positives and batch.negatives == same.negatives  # the same views
+        assert same.positives_for_parts is same.positives and same.negatives_for_parts is same.negatives
+        assert batch.positives_for_parts == [stored[p.product_id] for p in batch.positives]
+        assert batch.negatives_for_parts == [stored[p.product_id] for p in batch.negatives]
+        assert all(a.images[0].data != b.images[0].data
+                   for a, b in zip(batch.positives + batch.negatives,
+                                   batch.positives_for_parts + batch.negatives_for_parts))
+    with pytest.raises(ValueError, match="scope"):
+        PhotoAugment(scope="queries")
 
 
 def test_augment_min_area_bounds_how_much_a_crop_cuts_away():
