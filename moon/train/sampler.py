@@ -348,6 +348,8 @@ class TrainSampler:
 
     def check_resume(self, saved: Mapping) -> None:
         mine = self.state_dict()
+        if "augment_product_photos" in saved:   # written before `scope` existed: every pass saw the views
+            saved = {**saved, "augment_product_photos": {"scope": "all", **saved["augment_product_photos"]}}
         diff = {k: (saved.get(k), mine.get(k)) for k in sorted(set(mine) | set(saved))
                 if saved.get(k) != mine.get(k)}
         if diff:

@@ -279,6 +279,10 @@ def test_resume_check_rejects_switching_augmented_product_photos():
         _photo_sampler(catalogue, policy=PhotoAugment(share=0.5)).check_resume(on)
     with pytest.raises(ValueError, match="augment_product_photos"):
         _photo_sampler(catalogue, policy=PhotoAugment(scope="products")).check_resume(on)
+    before_scope = {**on, "augment_product_photos": {"share": 1.0, "min_area": PhotoAugment().min_area}}
+    _photo_sampler(catalogue).check_resume(before_scope)
+    with pytest.raises(ValueError, match="augment_product_photos"):
+        _photo_sampler(catalogue, policy=PhotoAugment(scope="products")).check_resume(before_scope)
 
 
 def test_augment_share_leaves_the_other_products_stored():
