@@ -74,7 +74,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_loss_curve(write_recipe,
     assert killed_at < 16
     state = json.loads((killed / "checkpoints" / latest.read_text().strip() / "moon" / "state.json").read_text())
     assert state["sampler"]["fresh_image_queries"] is True   # the recipe's choices reached the sampler
-    assert state["sampler"]["augment_product_photos"] == {"share": 0.5, "min_area": 0.5}
+    assert state["sampler"]["augment_product_photos"] == {"share": 0.5, "min_area": 0.5, "scope": "all"}
 
     resumed = subprocess.run(_train_cmd(recipe, killed, "--resume", *overrides), env=_env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=600)
